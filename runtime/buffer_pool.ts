@@ -1,0 +1,83 @@
+// Buffer pool: storage buffers in size classes (4 per octave, 256-byte aligned), reused after explicit release.
+import { LimitError } from './errors.js';
+
+export interface PooledBuffer {
+  readonly buffer: GPUBuffer;
+  /** Size class (allocated bytes). */
+  readonly capacity: number;
+  /** Bytes the owner asked for. */
+  readonly bytes: number;
+}
+
+export interface PoolStats {
+  /** Bytes held by live (acquired, not released) buffers, by capacity. */
+  currentBytes: number;
+  peakBytes: number;
+  /** Bytes kept in free lists for reuse. */
+  cachedBytes: number;
+  allocations: number;
+  reuses: number;
+}
+
+const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Rounds up to a size class: 256-byte multiples below 4 KiB, then 4 classes per power of two. */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(256, Math.ceil(bytes / 256) * 256);
+  if (b <= 4096) return b;
+  const octave = 2 ** Math.floor(Math.log2(b));
+  const step = octave / 4;
+  return Math.ceil(b / step) * step;
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly stats: PoolStats = { currentBytes: 0, peakBytes: 0, cachedBytes: 0, allocations: 0, reuses: 0 };
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBufferSize: number,
+  ) {}
+
+  acquire(bytes: number, label: string): PooledBuffer {
+    if (bytes > this.maxBufferSize) throw new LimitError('maxBufferSize', bytes, this.maxBufferSize, `buffer '${label}'`);
+    let capacity = sizeClass(bytes);
+    if (capacity > this.maxBufferSize) capacity = Math.ceil(bytes / 4) * 4;
+    const list = this.free.get(capacity);
+    let buffer = list?.pop();
+    if (buffer) {
+      this.stats.reuses++;
+      this.stats.cachedBytes -= capacity;
+      buffer.label = label;
+    } else {
+      buffer = this.device.createBuffer({ size: capacity, usage: STORAGE_USAGE(), label });
+      this.stats.allocations++;
+    }
+    this.stats.currentBytes += capacity;
+    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.currentBytes);
+    return { buffer, capacity, bytes };
+  }
+
+  release(b: PooledBuffer): void {
+    this.stats.currentBytes -= b.capacity;
+    this.stats.cachedBytes += b.capacity;
+    const list = this.free.get(b.capacity);
+    if (list) list.push(b.buffer);
+    else this.free.set(b.capacity, [b.buffer]);
+  }
+
+  /** Destroys every cached (free) buffer. */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+    this.stats.cachedBytes = 0;
+  }
+
+  resetPeak(): void {
+    this.stats.peakBytes = this.stats.currentBytes;
+  }
+
+  report(): PoolStats {
+    return { ...this.stats };
+  }
+}

@@ -1,0 +1,220 @@
+// The Gpu: one adapter + device and the runtime services built on it (buffer pool, uniform arena, pipeline cache,
+// batched submission, profiler). Same interface in Node (dawn.node) and browsers (navigator.gpu).
+import { BufferPool } from './buffer_pool.js';
+import { GpuError, LimitError } from './errors.js';
+import { browserHost, type GpuHost, type HostOptions } from './host.js';
+import { PipelineCache } from './pipeline_cache.js';
+import { Profiler } from './profiler.js';
+import { Submitter } from './submitter.js';
+import { UniformArena } from './uniform_arena.js';
+
+export interface GpuOptions extends HostOptions {
+  /** Ask for 'shader-f16' when offered (default true). */
+  f16?: boolean;
+  /** Submit and error-check each dispatch on its own (debug). Env: TCD_IMMEDIATE=1. */
+  immediate?: boolean;
+  /** Dispatches per submit (default 64). */
+  batchSize?: number;
+  /** Supply a host (tests, browsers); by default Node uses dawn.node and browsers navigator.gpu. */
+  host?: GpuHost;
+}
+
+/** Limits the library requests at the adapter's maximum. */
+const MAX_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'subgroups', 'shader-f16'];
+
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return !!p?.versions?.node && !(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu;
+}
+
+export interface AdapterSummary {
+  host: 'node' | 'browser';
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+export class Gpu {
+  readonly pool: BufferPool;
+  readonly pipelines = new PipelineCache();
+  readonly queue: Submitter;
+  private readonly uniforms: UniformArena;
+  private profilerInstance?: Profiler;
+  private lost?: string;
+  private uncaptured: string[] = [];
+
+  private constructor(
+    readonly host: GpuHost,
+    readonly adapter: GPUAdapter,
+    readonly device: GPUDevice,
+    opts: GpuOptions,
+  ) {
+    this.pool = new BufferPool(device, device.limits.maxBufferSize);
+    this.uniforms = new UniformArena(device, device.limits.minUniformBufferOffsetAlignment);
+    const envImmediate = typeof process !== 'undefined' && process.env?.TCD_IMMEDIATE === '1';
+    this.queue = new Submitter(device, this.uniforms, opts.batchSize ?? 64, opts.immediate ?? envImmediate);
+    device.lost.then((info) => {
+      if (info.reason !== 'destroyed') this.lost = `device lost (${info.reason}): ${info.message}`;
+    });
+    device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      this.uncaptured.push(ev.error.message);
+    };
+  }
+
+  static async create(opts: GpuOptions = {}): Promise<Gpu> {
+    let host = opts.host;
+    if (!host) {
+      if (isNode()) {
+        const mod = await import('./host_node.js');
+        host = await mod.nodeHost(opts);
+      } else {
+        host = browserHost();
+      }
+    }
+    const adapter = await host.gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+    if (!adapter) {
+      host.release();
+      throw new GpuError(
+        'no WebGPU adapter found (Node: install a Vulkan driver, e.g. `sudo bash scripts/setup-vulkan.sh`; browser: enable WebGPU)',
+      );
+    }
+    const wanted = OPTIONAL_FEATURES.filter((f) => !(f === 'shader-f16' && opts.f16 === false));
+    const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+    const requiredLimits: Record<string, number> = {};
+    for (const k of MAX_LIMITS) {
+      const v = (adapter.limits as unknown as Record<string, number>)[k];
+      if (typeof v === 'number') requiredLimits[k] = v;
+    }
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'tcd-webgpu' });
+    return new Gpu(host, adapter, device, opts);
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+  get hasF16(): boolean {
+    return this.device.features.has('shader-f16');
+  }
+  get hasSubgroups(): boolean {
+    return this.device.features.has('subgroups');
+  }
+  get hasTimestamps(): boolean {
+    return this.device.features.has('timestamp-query');
+  }
+  get maxInvocations(): number {
+    return this.device.limits.maxComputeInvocationsPerWorkgroup;
+  }
+
+  summary(): AdapterSummary {
+    const info = this.adapter.info;
+    const limits: Record<string, number> = {};
+    for (const k of [...MAX_LIMITS, 'minStorageBufferOffsetAlignment', 'minUniformBufferOffsetAlignment'])
+      limits[k] = (this.device.limits as unknown as Record<string, number>)[k];
+    return {
+      host: this.host.kind,
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+      isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      features: [...this.device.features].sort(),
+      limits,
+    };
+  }
+
+  /** One line naming the adapter, for test and bench logs. */
+  describe(): string {
+    const s = this.summary();
+    const name = [s.vendor, s.architecture, s.device, s.description].filter(Boolean).join(' / ');
+    return `${s.host}: ${name || 'unnamed adapter'} [${s.features.filter((f) => OPTIONAL_FEATURES.includes(f as GPUFeatureName)).join(', ')}]`;
+  }
+
+  /** Throws a LimitError if a binding of `bytes` would exceed maxStorageBufferBindingSize. */
+  checkBinding(bytes: number, what: string): void {
+    const max = this.device.limits.maxStorageBufferBindingSize;
+    if (bytes > max) throw new LimitError('maxStorageBufferBindingSize', bytes, max, what);
+  }
+
+  /** Starts per-kernel timing (timestamp queries where offered). */
+  startProfiling(): Profiler {
+    this.queue.flush();
+    this.profilerInstance ??= new Profiler(this.device);
+    this.queue.profiler = this.profilerInstance;
+    return this.profilerInstance;
+  }
+  stopProfiling(): void {
+    this.queue.flush();
+    this.queue.profiler = undefined;
+  }
+
+  /** Queue write that respects recorded-but-unsubmitted work (flushes it first). */
+  write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    if (this.queue.hasPending) this.queue.flush();
+    this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Reads bytes back from a buffer (flushes pending work first). */
+  async read(buffer: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: `readback(${buffer.label})`,
+    });
+    this.queue.encoderForCopy().copyBufferToBuffer(buffer, offset, staging, 0, size);
+    this.queue.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      this.throwIfBroken();
+      await this.queue.throwErrors();
+      throw e;
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    this.throwIfBroken();
+    await this.queue.throwErrors();
+    return out;
+  }
+
+  /** Waits for all submitted work and throws any GPU error (naming the kernel) since the last sync. */
+  async sync(): Promise<void> {
+    await this.queue.sync();
+    this.throwIfBroken();
+  }
+
+  private throwIfBroken(): void {
+    if (this.lost) throw new GpuError(this.lost);
+    if (this.uncaptured.length) {
+      const msgs = this.uncaptured.splice(0);
+      throw new GpuError(`uncaptured GPU error: ${msgs.join('\n')}`);
+    }
+  }
+
+  /** Destroys the device and drops the host reference so Node can exit. */
+  destroy(): void {
+    this.queue.flush();
+    this.profilerInstance?.destroy();
+    this.pool.trim();
+    this.uniforms.destroy();
+    this.device.destroy();
+    this.host.release();
+  }
+}
