@@ -60,7 +60,7 @@ export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol
   const wantNonZero = Array.prototype.some.call(want, (v: number) => Math.abs(v) > 10 * tol.atol);
   if (wantNonZero) expect(anyNonZero, `${what}: all zeros`).toBe(true);
   if (worst >= 0)
-    expect.fail(
+    throw new Error(
       `${what}: element ${worst} got ${got[worst]}, want ${want[worst]} (atol ${tol.atol}, rtol ${tol.rtol}; max abs err ${maxAbs})`,
     );
 }

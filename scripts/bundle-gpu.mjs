@@ -1,0 +1,36 @@
+// Bundles what runs on the GPU machine into .gpu-dist/ (one file per entry, no node_modules needed there):
+//   .gpu-dist/tests/<name>.test.mjs  the vitest files, run under node:test (vitest → test/gpu/vitest_shim.ts)
+//   .gpu-dist/bench.mjs              npm run bench
+// dawn.node stays external ('webgpu'): .gpu/enter.sh links the carried copy. Run with:
+//   source .gpu/enter.sh; node --test .gpu-dist/tests/   |   node .gpu-dist/bench.mjs
+import { build } from 'esbuild';
+import { readdirSync, rmSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, '.gpu-dist');
+rmSync(out, { recursive: true, force: true });
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  external: ['webgpu', 'gpu.js', 'gl', '@tensorflow/*'],
+  logLevel: 'warning',
+  // Bundled CommonJS deps (expect) call require(); give ESM bundles one.
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; import { fileURLToPath as __f2p } from 'node:url'; const require = __cr(import.meta.url); const __filename = __f2p(import.meta.url); const __dirname = __filename.replace(/[\\/][^\\/]*$/, '');",
+  },
+};
+const tests = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts'));
+await build({
+  ...common,
+  entryPoints: tests.map((f) => join(root, 'test', f)),
+  outdir: join(out, 'tests'),
+  outExtension: { '.js': '.mjs' },
+  alias: { vitest: join(root, 'test/gpu/vitest_shim.ts') },
+});
+if (existsSync(join(root, 'bench/run.ts')))
+  await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
+console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} into .gpu-dist/`);

@@ -1,0 +1,209 @@
+// The runtime and harness: limits, shape and compile errors, layout checks, pool, batching, profiler, cache keys.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Gpu } from '../runtime/device.js';
+import { KernelCompileError, KernelLayoutError, LimitError, ShapeError } from '../runtime/errors.js';
+import { variantKey } from '../runtime/pipeline_cache.js';
+import { sizeClass } from '../runtime/buffer_pool.js';
+import { add, silu, unary } from '../src/kernels/elementwise.js';
+import { Kernel } from '../src/kernels/kernel.js';
+import { Tensor } from '../src/tensor.js';
+import { seeded, testGpu } from './helpers.js';
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await testGpu();
+});
+afterAll(() => gpu?.destroy());
+
+describe('device', () => {
+  it('reports adapter, features and the maximum limits it asked for', () => {
+    const s = gpu.summary();
+    expect(s.host).toBe('node');
+    expect(s.limits.maxStorageBufferBindingSize).toBe(gpu.adapter.limits.maxStorageBufferBindingSize);
+    expect(s.limits.maxComputeWorkgroupStorageSize).toBe(gpu.adapter.limits.maxComputeWorkgroupStorageSize);
+    expect(s.limits.maxComputeInvocationsPerWorkgroup).toBe(gpu.adapter.limits.maxComputeInvocationsPerWorkgroup);
+    for (const f of ['timestamp-query', 'subgroups', 'shader-f16'] as const)
+      expect(gpu.device.features.has(f), f).toBe(gpu.adapter.features.has(f));
+  });
+});
+
+describe('errors', () => {
+  it('an over-limit tensor binding names the limit, the value and the tensor', () => {
+    const max = gpu.limits.maxStorageBufferBindingSize;
+    const maxBuf = gpu.limits.maxBufferSize;
+    const elems = Math.floor(max / 4) + 64;
+    if (elems * 4 > maxBuf) return; // the buffer itself cannot exist here; covered by the next test
+    const big = Tensor.empty(gpu, [elems], 'f32', 'huge-activation');
+    expect(() => silu(big)).toThrow(LimitError);
+    expect(() => silu(big)).toThrow(new RegExp(`maxStorageBufferBindingSize would be ${elems * 4}.*at most ${max}`));
+    expect(() => silu(big)).toThrow(/huge-activation/);
+    big.release();
+  });
+
+  it('a tensor over maxBufferSize is refused before allocation', () => {
+    const max = gpu.limits.maxBufferSize;
+    const elems = Math.floor(max / 4) + 1;
+    expect(() => Tensor.empty(gpu, [elems], 'f32', 'too-big')).toThrow(LimitError);
+    expect(() => Tensor.empty(gpu, [elems], 'f32', 'too-big')).toThrow(/maxBufferSize.*too-big|too-big.*maxBufferSize/);
+  });
+
+  it('a shape mismatch names both shapes', () => {
+    const a = Tensor.zeros(gpu, [2, 3], 'f32', 'a');
+    const b = Tensor.zeros(gpu, [3, 2], 'f32', 'b');
+    expect(() => add(a, b)).toThrow(ShapeError);
+    expect(() => add(a, b)).toThrow(/\[2, 3\] and \[3, 2\]/);
+    expect(() => Tensor.fromArray(gpu, [1, 2, 3], [2, 2])).toThrow(/shape \[2, 2\] holds 4 elements, data has 3/);
+    expect(() => a.reshape([4, 2])).toThrow(/cannot view \[2, 3\] as \[4, 2\]/);
+    a.release();
+    b.release();
+  });
+
+  it('a WGSL compile error is thrown as KernelCompileError naming the kernel and the line', async () => {
+    const broken = new Kernel<{ k: number }>({
+      name: 'broken_for_test',
+      entryPoints: ['main'],
+      bindings: [{ name: 'y', kind: 'read_write' }],
+      // Parses (wgsl_reflect accepts it) but does not type-check: a float literal into a u32.
+      source: `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64) fn main() {
+  let x: u32 = 1.5;
+  y[0] = f32(x);
+}`,
+    });
+    const y = Tensor.zeros(gpu, [4]);
+    broken.run(gpu, { entry: 'main', variant: { k: 1 }, buffers: { y }, workgroups: [1] });
+    const err = await gpu.sync().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(KernelCompileError);
+    expect((err as Error).message).toMatch(/broken_for_test/);
+    expect((err as Error).message).toMatch(/line 3/);
+    // The failure is remembered: the next use throws at once.
+    expect(() => broken.run(gpu, { entry: 'main', variant: { k: 1 }, buffers: { y }, workgroups: [1] })).toThrow(KernelCompileError);
+    // The device still works afterwards.
+    const x = Tensor.fromArray(gpu, [1, 2], [2]);
+    expect(Array.from(await unary('scale', x, { alpha: 2 }).toArray())).toEqual([2, 4]);
+    y.release();
+    x.release();
+  });
+
+  it('a wrapper whose bindings disagree with its WGSL fails at load', () => {
+    const src = `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64) fn main() { y[0] = x[0]; }`;
+    const make = (bindings: { name: string; kind: 'read' | 'read_write' | 'uniform' }[]) => () =>
+      new Kernel({ name: 'mismatch', entryPoints: ['main'], bindings, source: src });
+    expect(make([{ name: 'x', kind: 'read' }, { name: 'y', kind: 'read_write' }])).not.toThrow();
+    expect(make([{ name: 'x', kind: 'read_write' }, { name: 'y', kind: 'read_write' }])).toThrow(KernelLayoutError);
+    expect(make([{ name: 'y', kind: 'read' }, { name: 'x', kind: 'read_write' }])).toThrow(/binding 0: wrapper declares read 'y', WGSL has read 'x'/);
+    expect(make([{ name: 'x', kind: 'read' }])).toThrow(/binding 1 'y' is not declared/);
+    expect(() => new Kernel({ name: 'noentry', entryPoints: ['other'], bindings: [{ name: 'x', kind: 'read' }, { name: 'y', kind: 'read_write' }], source: src })).toThrow(
+      /entry point 'other' not found/,
+    );
+  });
+
+  it('a uniform layout that disagrees with the WGSL struct fails at load', () => {
+    const src = `struct Params { n: u32, scale: f32, shape: vec4u, };
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64) fn main() { y[0] = params.scale * f32(params.n + params.shape.x); }`;
+    const bindings = [
+      { name: 'params', kind: 'uniform' as const },
+      { name: 'y', kind: 'read_write' as const },
+    ];
+    expect(
+      () => new Kernel({ name: 'u', entryPoints: ['main'], bindings, source: src, uniforms: [['n', 'u32'], ['scale', 'f32'], ['shape', 'vec4u']] }),
+    ).not.toThrow();
+    expect(
+      () => new Kernel({ name: 'u', entryPoints: ['main'], bindings, source: src, uniforms: [['n', 'u32'], ['shape', 'vec4u']] }),
+    ).toThrow(/uniform fields differ/);
+  });
+});
+
+describe('buffer pool', () => {
+  it('reuses released buffers by size class and tracks current and peak bytes', () => {
+    const before = gpu.pool.report();
+    const a = Tensor.empty(gpu, [1000], 'f32', 'pool-a');
+    const mid = gpu.pool.report();
+    expect(mid.currentBytes - before.currentBytes).toBe(sizeClass(4000));
+    a.release();
+    const b = Tensor.empty(gpu, [990], 'f32', 'pool-b');
+    const after = gpu.pool.report();
+    expect(after.reuses).toBe(mid.reuses + 1);
+    expect(after.peakBytes).toBeGreaterThanOrEqual(mid.currentBytes);
+    b.release();
+    expect(gpu.pool.report().currentBytes).toBe(before.currentBytes);
+  });
+
+  it('size classes are 256-byte aligned with at most 25% waste above 4 KiB', () => {
+    for (const n of [1, 255, 257, 4096, 5000, 1 << 20, (1 << 20) + 1, 123456789]) {
+      const c = sizeClass(n);
+      expect(c).toBeGreaterThanOrEqual(n);
+      expect(c % 256).toBe(0);
+      if (n > 4096) expect(c / n).toBeLessThanOrEqual(1.25);
+    }
+  });
+
+  it('views share storage; the buffer returns to the pool after the last view is released', async () => {
+    const before = gpu.pool.report().currentBytes;
+    const t = Tensor.fromArray(gpu, seeded(12, 1), [3, 4]);
+    const v = t.reshape([2, -1]);
+    expect(v.shape).toEqual([2, 6]);
+    t.release();
+    expect(gpu.pool.report().currentBytes).toBeGreaterThan(before);
+    v.release();
+    expect(gpu.pool.report().currentBytes).toBe(before);
+    await expect(v.toArray()).rejects.toThrow(/used after release/);
+  });
+});
+
+describe('submission', () => {
+  it('batched and immediate modes give the same results; writes after recorded work do not overtake it', async () => {
+    for (const immediate of [false, true]) {
+      gpu.queue.immediate = immediate;
+      const x = Tensor.fromArray(gpu, [1, 2, 3], [3]);
+      const y = unary('scale', x, { alpha: 10 }); // recorded, maybe not yet submitted
+      x.write([7, 8, 9]); // must land after the recorded dispatch read x
+      const z = unary('scale', x, { alpha: 1 });
+      expect(Array.from(await y.toArray())).toEqual([10, 20, 30]);
+      expect(Array.from(await z.toArray())).toEqual([7, 8, 9]);
+      [x, y, z].forEach((t) => t.release());
+    }
+    gpu.queue.immediate = false;
+  });
+
+  it('many dispatches in one batch chain correctly', async () => {
+    let x = Tensor.fromArray(gpu, [1], [1]);
+    for (let i = 0; i < 200; i++) {
+      const next = unary('scale', x, { alpha: 1.01 });
+      x.release();
+      x = next;
+    }
+    expect((await x.toArray())[0]).toBeCloseTo(1.01 ** 200, 3);
+    x.release();
+  });
+
+  it('the profiler reports one time per dispatch', async () => {
+    const prof = gpu.startProfiling();
+    const x = Tensor.fromArray(gpu, seeded(4096, 2), [4096]);
+    const y = silu(x);
+    const z = silu(y);
+    gpu.stopProfiling();
+    await gpu.sync();
+    const times = await prof.collect();
+    if (gpu.hasTimestamps) {
+      expect(times.map((t) => t.label)).toEqual(['unary.silu', 'unary.silu']);
+      for (const t of times) expect(t.ms).toBeGreaterThanOrEqual(0);
+    }
+    [x, y, z].forEach((t) => t.release());
+  });
+});
+
+describe('pipeline cache', () => {
+  it('keys come from the whole variant object, independent of field order', () => {
+    expect(variantKey('k', 'e', { a: 1, b: true })).toBe(variantKey('k', 'e', { b: true, a: 1 }));
+    expect(variantKey('k', 'e', { a: 1, b: true })).not.toBe(variantKey('k', 'e', { a: 1, b: false }));
+    expect(variantKey('k', 'e', { a: 1 })).not.toBe(variantKey('k', 'f', { a: 1 }));
+  });
+});
