@@ -121,6 +121,23 @@ describe('errors', () => {
   });
 });
 
+describe('tensors', () => {
+  it('f16 tensors round-trip where the device offers shader-f16, and f32-only kernels refuse them', async () => {
+    if (!gpu.hasF16) {
+      expect(() => Tensor.empty(gpu, [4], 'f16', 'h')).toThrow(/shader-f16/);
+      return;
+    }
+    const vals = [0, 1, -2.5, 65504, 1e-5, 0.1, 3.14159];
+    const h = Tensor.fromArray(gpu, vals, [7], { dtype: 'f16', label: 'h' });
+    const back = await h.toArray();
+    // f16 keeps 11 significant bits: relative error <= 2^-11 (subnormals: absolute 2^-24).
+    vals.forEach((v, i) => expect(Math.abs(back[i] - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 2 ** -24));
+    expect(back[3]).toBe(65504);
+    expect(() => silu(h)).toThrow(/dtype f16, expected f32/);
+    h.release();
+  });
+});
+
 describe('buffer pool', () => {
   it('reuses released buffers by size class and tracks current and peak bytes', () => {
     const before = gpu.pool.report();
