@@ -5,7 +5,8 @@ export interface HostOptions {
   adapterName?: string;
   /** Dawn backend, e.g. 'vulkan' (Node only). Env: TCD_BACKEND. */
   backend?: string;
-  /** Dawn toggles to enable / disable (Node only; browsers ignore them). */
+  /** Dawn toggles to enable / disable (Node only; browsers ignore them). Env: TCD_ENABLE_TOGGLES, TCD_DISABLE_TOGGLES
+   * (comma-separated, added to these). */
   enableToggles?: string[];
   disableToggles?: string[];
   powerPreference?: GPUPowerPreference;
@@ -17,6 +18,9 @@ export interface GpuHost {
   /** Drops the host's reference so the process can exit (dawn.node keeps Node alive while referenced). */
   release(): void;
 }
+
+/** Adapter toggles that make Dawn offer 'shader-f16' on NVIDIA Vulkan (blocked there by default; unsafe APIs). */
+export const NVIDIA_F16_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 
 /** Dawn toggles for honest kernel timing and speed: no timestamp quantization, no lazy clears. */
 export const BENCH_DISABLE_TOGGLES = ['timestamp_quantization', 'lazy_clear_resource_on_first_use'];

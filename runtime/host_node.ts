@@ -7,8 +7,9 @@ export async function nodeHost(opts: HostOptions = {}): Promise<GpuHost> {
   // GPUBufferUsage, GPUMapMode, ... as globals, as in a browser.
   Object.assign(globalThis, globals);
   const args: string[] = [];
-  const enable = opts.enableToggles ?? [];
-  const disable = opts.disableToggles ?? [];
+  const fromEnv = (v: string | undefined) => (v ? v.split(',').filter(Boolean) : []);
+  const enable = [...new Set([...(opts.enableToggles ?? []), ...fromEnv(process.env.TCD_ENABLE_TOGGLES)])];
+  const disable = [...new Set([...(opts.disableToggles ?? []), ...fromEnv(process.env.TCD_DISABLE_TOGGLES)])];
   if (enable.length) args.push(`enable-dawn-features=${enable.join(',')}`);
   if (disable.length) args.push(`disable-dawn-features=${disable.join(',')}`);
   const adapterName = opts.adapterName ?? process.env.TCD_ADAPTER;

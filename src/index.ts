@@ -1,6 +1,6 @@
 // Public API. Engine authors: create a Gpu, make Tensors, call kernels directly.
 export { Gpu, type GpuOptions, type AdapterSummary } from '../runtime/device.js';
-export { BENCH_DISABLE_TOGGLES, type GpuHost, type HostOptions } from '../runtime/host.js';
+export { BENCH_DISABLE_TOGGLES, NVIDIA_F16_TOGGLES, type GpuHost, type HostOptions } from '../runtime/host.js';
 export * from '../runtime/errors.js';
 export { Tensor, numel, type Shape } from './tensor.js';
 export type { DType } from './dtype.js';
