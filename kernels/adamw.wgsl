@@ -1,0 +1,106 @@
+// Fused AdamW (torch.optim.AdamW semantics, decoupled weight decay) and gradient-norm clipping, in place.
+//   adamw:          per element, in torch's order (single-tensor path):
+//                     p ← p·(1 − lr·wd)
+//                     m ← lerp(m, g, 1 − β1)                    (torch's lerp: fma(w, g − m, m) for |w| < 0.5)
+//                     v ← v·β2 + (1 − β2)·g·g
+//                     p ← p − step_size · m / (sqrt(v) / sqrt(1 − β2^t) + eps),  step_size = lr / (1 − β1^t)
+//                   Step-dependent scalars come from the host in uniforms, so one pipeline serves every step.
+//   clip_coef:      one thread: coef_out[0] = min(1, max_norm / (‖g‖ + 1e-6)) from norm[0], rounded as torch rounds it
+//                   (reciprocal(‖g‖ + 1e-6) · max_norm, the reciprocal correctly rounded), so clipped gradients are
+//                   bit-identical to torch.nn.utils.clip_grad_norm_'s.
+//   adamw_clipped:  adamw with g scaled on the fly by coef[0] (clip_grad_norm_ then step without a pass over the
+//                   grads or a readback; the grads themselves stay unscaled).
+//   clip_scale:     grad ← grad · coef[0] in place (clip_grad_norm_'s own scaling).
+// One thread per element; a 2-D grid of 256-wide workgroups.
+
+struct Params {
+  n: u32,
+  decay: f32,      // 1 − lr·wd
+  lerpW: f32,      // 1 − β1
+  beta2: f32,
+  omb2: f32,       // 1 − β2
+  stepSize: f32,   // lr / (1 − β1^t)
+  bc2Sqrt: f32,    // sqrt(1 − β2^t)
+  eps: f32,
+  maxNorm: f32,
+};
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> p: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read> norm: array<f32>;
+@group(0) @binding(6) var<storage, read_write> coef_out: array<f32>;
+@group(0) @binding(7) var<storage, read> coef: array<f32>;
+@group(0) @binding(8) var<storage, read_write> grad: array<f32>;
+
+fn flatIndex(wid: vec3u, nwg: vec3u, lid: u32) -> u32 { return (wid.y * nwg.x + wid.x) * 256u + lid; }
+
+// a / b rounded to nearest (ties to even) by long division of the 24-bit significands in u32 (the built-in division
+// may be off by 2.5 ulp). Zero, subnormal or non-finite operands and non-normal quotients fall back to a / b.
+// Same as kernels/tcd_step.wgsl (WGSL has no includes).
+fn div_rn(a: f32, b: f32) -> f32 {
+  let ua = bitcast<u32>(a);
+  let ub = bitcast<u32>(b);
+  let ea = i32((ua >> 23u) & 0xffu);
+  let eb = i32((ub >> 23u) & 0xffu);
+  if (ea == 0 || ea == 255 || eb == 0 || eb == 255) { return a / b; }
+  let mb = (ub & 0x7fffffu) | 0x800000u;
+  var rem = (ua & 0x7fffffu) | 0x800000u;
+  var e = ea - eb + 127;
+  if (rem < mb) { rem = rem << 1u; e -= 1; }
+  var q = 0u;
+  for (var i = 0u; i < 25u; i++) {
+    q = q << 1u;
+    if (rem >= mb) { rem -= mb; q |= 1u; }
+    rem = rem << 1u;
+  }
+  let guard = q & 1u;
+  q = q >> 1u;
+  if (guard == 1u && (rem != 0u || (q & 1u) == 1u)) { q += 1u; }
+  if (q == 0x1000000u) { q = 0x800000u; e += 1; }
+  if (e <= 0 || e >= 255) { return a / b; }
+  return bitcast<f32>(((ua ^ ub) & 0x80000000u) | (u32(e) << 23u) | (q & 0x7fffffu));
+}
+
+// torch: clip_coef = max_norm / (total_norm + 1e-6) is Tensor.__rtruediv__, i.e. reciprocal(total_norm + 1e-6) ·
+// max_norm; then clamp(max=1).
+@compute @workgroup_size(1)
+fn clip_coef() {
+  coef_out[0] = min(div_rn(1.0, norm[0] + 1e-6) * params.maxNorm, 1.0);
+}
+
+fn update(i: u32, gi: f32) {
+  let pd = p[i] * params.decay;
+  let w = params.lerpW;
+  let mi = m[i];
+  // torch's lerp (both branches as its vectorised CPU and CUDA kernels compute them).
+  let m1 = select(fma(w - 1.0, gi - mi, gi), fma(w, gi - mi, mi), abs(w) < 0.5);
+  let v1 = v[i] * params.beta2 + (params.omb2 * gi) * gi;
+  let denom = sqrt(v1) / params.bc2Sqrt + params.eps;
+  m[i] = m1;
+  v[i] = v1;
+  p[i] = pd + (-params.stepSize * m1) / denom;
+}
+
+@compute @workgroup_size(256)
+fn adamw(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  update(i, g[i]);
+}
+
+@compute @workgroup_size(256)
+fn adamw_clipped(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  update(i, g[i] * coef[0]);
+}
+
+@compute @workgroup_size(256)
+fn clip_scale(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  grad[i] = grad[i] * coef[0];
+}

@@ -1,0 +1,85 @@
+// GEGLU (diffusers activations.GEGLU, after its proj Linear): the projection p[R, 2F] is split along the last dim,
+// hidden = p[r, 0..F) (FIRST half) and gate = p[r, F..2F) (SECOND half), and y[r, j] = hidden · GELU_erf(gate).
+//   geglu:       y from p, one feature per thread
+//   geglu_grad:  dp[R, 2F] from p and dy[R, F]:  dp[r, j] = dy·GELU(gate),  dp[r, F + j] = dy·hidden·GELU'(gate)
+//   *_vec4:      the same with 4 consecutive features per thread through vec4 views of the same buffers (F % 4 == 0),
+//                so each thread issues 16-byte loads/stores (the op is memory-bound).
+// Threads are addressed by a 2-D grid of 256-wide workgroups (more than 65535·256 items fit one dispatch).
+
+struct Params {
+  n: u32,    // threads with work: R·F (scalar) or R·F/4 (vec4)
+  F: u32,    // features per row of y, in elements (scalar) or vec4s (vec4)
+};
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> p: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> p4: array<vec4f>;
+@group(0) @binding(5) var<storage, read> dy4: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> y4: array<vec4f>;
+
+fn flatIndex(wid: vec3u, nwg: vec3u, lid: u32) -> u32 { return (wid.y * nwg.x + wid.x) * 256u + lid; }
+
+// Same erf as kernels/elementwise.wgsl (|error| < 1.2e-7; Numerical Recipes erfc Chebyshev fit): WGSL has no includes.
+fn erf_f32(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+
+const INV_SQRT_2: f32 = 0.7071067811865476;
+const INV_SQRT_2PI: f32 = 0.3989422804014327;
+
+fn gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f32(x * INV_SQRT_2)); }
+fn gelu_grad(x: f32) -> f32 { return 0.5 * (1.0 + erf_f32(x * INV_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x); }
+fn gelu4(x: vec4f) -> vec4f { return vec4f(gelu(x.x), gelu(x.y), gelu(x.z), gelu(x.w)); }
+fn gelu_grad4(x: vec4f) -> vec4f { return vec4f(gelu_grad(x.x), gelu_grad(x.y), gelu_grad(x.z), gelu_grad(x.w)); }
+
+// Index of hidden[r, j] in p (gate[r, j] is F further on).
+fn hiddenIndex(i: u32) -> u32 {
+  let r = i / params.F;
+  return i + r * params.F;
+}
+
+@compute @workgroup_size(256)
+fn geglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  let h = hiddenIndex(i);
+  y[i] = p[h] * gelu(p[h + params.F]);
+}
+
+@compute @workgroup_size(256)
+fn geglu_grad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  let h = hiddenIndex(i);
+  let a = p[h];
+  let g = p[h + params.F];
+  let d = dy[i];
+  y[h] = d * gelu(g);
+  y[h + params.F] = d * a * gelu_grad(g);
+}
+
+@compute @workgroup_size(256)
+fn geglu_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  let h = hiddenIndex(i);
+  y4[i] = p4[h] * gelu4(p4[h + params.F]);
+}
+
+@compute @workgroup_size(256)
+fn geglu_grad_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  let h = hiddenIndex(i);
+  let a = p4[h];
+  let g = p4[h + params.F];
+  let d = dy4[i];
+  y4[h] = d * gelu4(g);
+  y4[h + params.F] = d * a * gelu_grad4(g);
+}
