@@ -67,9 +67,16 @@ fn reduce_axis(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     let base = o * params.N * params.I + q % params.I;
     let j0 = chunk * params.rowsPerChunk;
     let j1 = min(params.N, j0 + params.rowsPerChunk);
-    for (var j = j0 + r; j < j1; j += wgY) {
-      acc += pre(x[base + j * params.I]);
+    // Four independent accumulators keep four loads in flight per thread.
+    let I = params.I;
+    var a = vec4f(0.0);
+    var j = j0 + r;
+    for (; j + 3u * wgY < j1; j += 4u * wgY) {
+      a += vec4f(pre(x[base + j * I]), pre(x[base + (j + wgY) * I]), pre(x[base + (j + 2u * wgY) * I]),
+                 pre(x[base + (j + 3u * wgY) * I]));
     }
+    for (; j < j1; j += wgY) { a.x += pre(x[base + j * I]); }
+    acc = (a.x + a.y) + (a.z + a.w);
   }
   red[lid] = acc;
   workgroupBarrier();
