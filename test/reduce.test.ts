@@ -202,6 +202,20 @@ describe('L2 norm', () => {
     y.release();
   });
 
+  it('of 10^8 elements matches float64 (where one binding holds 400 MB; not on CPU adapters)', async () => {
+    const n = 1e8;
+    if (gpu.limits.maxStorageBufferBindingSize < 4 * n || gpu.summary().isFallbackAdapter) {
+      console.log(`[skip] L2 norm of 10^8: needs a non-CPU adapter with a 400 MB binding`);
+      return;
+    }
+    const xs = seeded(n, 23, -1, 1);
+    const x = Tensor.fromArray(gpu, xs, [n]);
+    const y = l2Norm(x);
+    expectClose(await y.toArray(), [l2NormRef([xs])], { atol: 0, rtol: 2e-6 });
+    x.release();
+    y.release();
+  });
+
   it('over a list of tensors, including size-1 and empty ones', async () => {
     const shapes = [[300, 1000], [1], [0, 4], [7, 13, 5], [100003]];
     const data = shapes.map((s, i) => seeded(numel(s), 30 + i, -3, 3));
