@@ -235,7 +235,7 @@ async function main(): Promise<number> {
     say(`toggles: enabled [${allEnabled.join(', ')}], disabled [${allDisabled.join(', ')}]`);
     say(
       `timing: ${gpu.hasTimestamps && !o.wall ? 'GPU timestamp queries (one timed pass per dispatch, summed per run)' : `wall clock around gpu.sync() (${o.wall ? '--wall' : "no 'timestamp-query' on this device"})`}; ` +
-        `median of ${o.runs} runs after ${o.warmup} warm-up runs${o.quick ? ' (quick)' : ''}`,
+        `median of ${o.runs} runs after ${o.warmup} warm-up runs and ${o.quick ? 50 : 300} ms of back-to-back runs${o.quick ? ' (quick)' : ''}`,
     );
     const rows: Row[] = [];
     const t0 = performance.now();
@@ -298,7 +298,7 @@ async function runCase(gpu: Gpu, c: BenchCase, o: Options, adapter: string): Pro
   let inst: { run(): void; dispose(): void } | undefined;
   try {
     inst = await c.setup(gpu);
-    const m = await measure(gpu, inst.run, { warmup: o.warmup, runs: o.runs, budgetS: o.budgetS, wall: o.wall });
+    const m = await measure(gpu, inst.run, { warmup: o.warmup, runs: o.runs, budgetS: o.budgetS, wall: o.wall, warmMs: o.quick ? 50 : 300 });
     const med = median(m.ms);
     const tp = throughputOf(med, c);
     return {
