@@ -1,0 +1,279 @@
+// Matrix multiplication, batched over the grid's z:
+//   Y = act(alpha · (op(A)·op(B) [+ op(A2)·op(B2)]) + bias)
+//   op(A) is A [M, K], or with TRANS_A A stored [K, M] and transposed; op(B) is B [K, N], or with TRANS_B B stored
+//   [N, K]. The optional second operand pair (PAIR2: op(A2) [M, K2], op(B2) [K2, N], own transposes) is walked after
+//   K into the same accumulators, so LoRA's low-rank term x·Aᵀ·Bᵀ costs no second pass over Y. bias is per column
+//   (length N); params.storePre also writes the pre-activation (alpha·acc + bias) that the activation's backward
+//   needs (a uniform, not an override: it costs one uniform branch per output and saves a pipeline per use).
+//
+// Tiling. A workgroup of WG_X × WG_Y = (BN/TN) × (BM/TM) threads computes a BM × BN block of Y; each thread holds
+// TM × TN outputs in registers as (TM/4) × (TN/4) sub-blocks of 4×4 spaced 4·WG_Y rows / 4·WG_X columns apart, so
+// its shared-memory reads are vec4s that a warp reads as broadcasts (A) or contiguous runs (B) without bank
+// conflicts, and its global stores coalesce. K is walked BK at a time through two shared buffers stored k-major
+// (As[k][m], Bs[k][n]; rows padded by PAD vec4s to spread the transposing stores over banks); the next tile's global
+// loads are issued into registers before the current tile is computed, so one barrier per tile suffices.
+// Loop bounds are override constants, which Dawn substitutes before the driver compiles, so the loops unroll and the
+// accumulators stay in registers. Private arrays have fixed maximal sizes (WGSL wants const sizes there); the wrapper
+// keeps TM, TN ≤ 8 and the per-thread tile loads ≤ 4 vec4s.
+//
+// VEC4 (set with the prelude's `Elem = vec4<f32>`): buffers are read and written as vec4s, which needs the
+// contiguous dim of every operand and N to be multiples of 4. Otherwise Elem = f32 and all accesses are scalar.
+// M, N, K are arbitrary either way (≥ 0): partial tiles load zeros and store nothing outside Y.
+
+override BM: u32 = 128u;
+override BN: u32 = 128u;
+override BK: u32 = 8u;
+override TM: u32 = 8u;
+override TN: u32 = 8u;
+override PAD: u32 = 1u;        // vec4s of padding per shared k-row
+override GROUP_M: u32 = 8u;    // tile rows per group of the swizzled tile order (L2 reuse of B columns)
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override PAIR2: bool = false;
+override TRANS_A2: bool = false;
+override TRANS_B2: bool = false;
+override HAS_BIAS: bool = false;
+override ACT: u32 = 16u;       // the elementwise UNARY_OPS id: 16 identity, 11 silu, 12 gelu_tanh, 13 gelu_erf, 14 quick_gelu
+override VEC4: bool = false;
+
+override WG_X: u32 = BN / TN;
+override WG_Y: u32 = BM / TM;
+override THREADS: u32 = WG_X * WG_Y;
+override SA: u32 = BM / 4u + PAD;          // vec4 stride of one k-row of As
+override SB: u32 = BN / 4u + PAD;
+override AS_LEN: u32 = 2u * BK * SA;
+override BS_LEN: u32 = 2u * BK * SB;
+override LA: u32 = BM * BK / 4u / THREADS;  // 4-element units of the A tile each thread loads
+override LB: u32 = BN * BK / 4u / THREADS;
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  K2: u32,
+  batchA: u32,   // element strides between batch entries (0: broadcast)
+  batchB: u32,
+  batchA2: u32,
+  batchB2: u32,
+  batchY: u32,
+  tilesM: u32,
+  tilesN: u32,
+  alpha: f32,
+  storePre: u32,
+};
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<Elem>;
+@group(0) @binding(2) var<storage, read> b: array<Elem>;
+@group(0) @binding(3) var<storage, read> a2: array<Elem>;
+@group(0) @binding(4) var<storage, read> b2: array<Elem>;
+@group(0) @binding(5) var<storage, read> bias: array<Elem>;
+@group(0) @binding(6) var<storage, read_write> y: array<Elem>;
+@group(0) @binding(7) var<storage, read_write> pre: array<Elem>;
+
+var<workgroup> As: array<vec4f, AS_LEN>;
+var<workgroup> Bs: array<vec4f, BS_LEN>;
+
+var<private> acc: array<vec4f, 16>;  // [TM][TN/4]
+var<private> ra: array<vec4f, 4>;    // next A tile, in flight
+var<private> rb: array<vec4f, 4>;
+
+const BUF_A: u32 = 0u;
+const BUF_B: u32 = 1u;
+const BUF_A2: u32 = 2u;
+const BUF_B2: u32 = 3u;
+const BUF_BIAS: u32 = 4u;
+
+fn readBuf(buf: u32, i: u32) -> Elem {
+  switch buf {
+    case 0u: { return a[i]; }
+    case 1u: { return b[i]; }
+    case 2u: { return a2[i]; }
+    case 3u: { return b2[i]; }
+    default: { return bias[i]; }
+  }
+}
+
+// Elements e .. e+3 of a buffer, which sit at columns col .. col+3 of a row of length rowLen; zero past the row's
+// end or where !valid (row outside the matrix). In VEC4 mode e and rowLen are multiples of 4.
+fn fetch4(buf: u32, e: u32, col: u32, rowLen: u32, valid: bool) -> vec4f {
+  if (VEC4) {
+    if (!valid || col >= rowLen) { return vec4f(0.0); }
+    return vec4f(readBuf(buf, e / 4u));
+  }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (valid && col + c < rowLen) { v[c] = vec4f(readBuf(buf, e + c)).x; }
+  }
+  return v;
+}
+
+fn store4(toPre: bool, e: u32, col: u32, v: vec4f) {
+  if (VEC4) {
+    if (toPre) { pre[e / 4u] = elem4(v); } else { y[e / 4u] = elem4(v); }
+    return;
+  }
+  for (var c = 0u; c < 4u; c++) {
+    if (col + c < params.N) {
+      if (toPre) { pre[e + c] = Elem(v[c]); } else { y[e + c] = Elem(v[c]); }
+    }
+  }
+}
+
+// Global loads of the A and B tiles at k0 of pair p into ra / rb. A unit is 4 elements along the stored contiguous dim.
+fn loadTile(p: u32, k0: u32, m0: u32, n0: u32, z: u32, lid: u32) {
+  let second = p == 1u;
+  let kLen = select(params.K, params.K2, second);
+  let ta = select(TRANS_A, TRANS_A2, second);
+  let tb = select(TRANS_B, TRANS_B2, second);
+  let bufA = select(BUF_A, BUF_A2, second);
+  let bufB = select(BUF_B, BUF_B2, second);
+  let baseA = z * select(params.batchA, params.batchA2, second);
+  let baseB = z * select(params.batchB, params.batchB2, second);
+  for (var j = 0u; j < LA; j++) {
+    let u = lid + j * THREADS;
+    if (ta) {  // stored [K, M]: units run along M
+      let row = k0 + u / (BM / 4u);
+      let col = m0 + (u % (BM / 4u)) * 4u;
+      ra[j] = fetch4(bufA, baseA + row * params.M + col, col, params.M, row < kLen);
+    } else {   // stored [M, K]: units run along K
+      let row = m0 + u / (BK / 4u);
+      let col = k0 + (u % (BK / 4u)) * 4u;
+      ra[j] = fetch4(bufA, baseA + row * kLen + col, col, kLen, row < params.M);
+    }
+  }
+  for (var j = 0u; j < LB; j++) {
+    let u = lid + j * THREADS;
+    if (tb) {  // stored [N, K]: units run along K
+      let row = n0 + u / (BK / 4u);
+      let col = k0 + (u % (BK / 4u)) * 4u;
+      rb[j] = fetch4(bufB, baseB + row * kLen + col, col, kLen, row < params.N);
+    } else {   // stored [K, N]: units run along N
+      let row = k0 + u / (BN / 4u);
+      let col = n0 + (u % (BN / 4u)) * 4u;
+      rb[j] = fetch4(bufB, baseB + row * params.N + col, col, params.N, row < kLen);
+    }
+  }
+}
+
+// ra / rb into shared buffer `buf`, k-major; units that run along K are scattered one element per k-row.
+fn storeTile(p: u32, buf: u32, lid: u32) {
+  let second = p == 1u;
+  let ta = select(TRANS_A, TRANS_A2, second);
+  let tb = select(TRANS_B, TRANS_B2, second);
+  let offA = buf * BK * SA;
+  let offB = buf * BK * SB;
+  for (var j = 0u; j < LA; j++) {
+    let u = lid + j * THREADS;
+    if (ta) {
+      As[offA + (u / (BM / 4u)) * SA + u % (BM / 4u)] = ra[j];
+    } else {
+      let m = u / (BK / 4u);
+      let k = (u % (BK / 4u)) * 4u;
+      for (var c = 0u; c < 4u; c++) { As[offA + (k + c) * SA + m / 4u][m % 4u] = ra[j][c]; }
+    }
+  }
+  for (var j = 0u; j < LB; j++) {
+    let u = lid + j * THREADS;
+    if (tb) {
+      let n = u / (BK / 4u);
+      let k = (u % (BK / 4u)) * 4u;
+      for (var c = 0u; c < 4u; c++) { Bs[offB + (k + c) * SB + n / 4u][n % 4u] = rb[j][c]; }
+    } else {
+      Bs[offB + (u / (BN / 4u)) * SB + u % (BN / 4u)] = rb[j];
+    }
+  }
+}
+
+fn computeTile(buf: u32, tx: u32, ty: u32) {
+  let offA = buf * BK * SA + ty;
+  let offB = buf * BK * SB + tx;
+  var fa: array<vec4f, 2>;
+  var fb: array<vec4f, 2>;
+  for (var k = 0u; k < BK; k++) {
+    for (var i = 0u; i < TM / 4u; i++) { fa[i] = As[offA + k * SA + i * WG_Y]; }
+    for (var j = 0u; j < TN / 4u; j++) { fb[j] = Bs[offB + k * SB + j * WG_X]; }
+    for (var r = 0u; r < TM; r++) {
+      let av = vec4f(fa[r / 4u][r % 4u]);
+      for (var j = 0u; j < TN / 4u; j++) {
+        acc[r * (TN / 4u) + j] = fma(av, fb[j], acc[r * (TN / 4u) + j]);
+      }
+    }
+  }
+}
+
+// Activations: the same math as kernels/elementwise.wgsl (unaryF), on vec4s.
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+const INV_SQRT_2: f32 = 0.7071067811865476;
+
+fn sigmoid4(x: vec4f) -> vec4f { return 1.0 / (1.0 + exp(-x)); }
+
+// erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit), as in elementwise.wgsl.
+fn erf4(x: vec4f) -> vec4f {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= vec4f(0.0));
+}
+
+fn activate(x: vec4f) -> vec4f {
+  switch ACT {
+    case 11u: { return x * sigmoid4(x); }
+    case 12u: { return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
+    case 13u: { return 0.5 * x * (1.0 + erf4(x * INV_SQRT_2)); }
+    case 14u: { return x * sigmoid4(1.702 * x); }
+    default: { return x; }
+  }
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tile = wid.y * nwg.x + wid.x;
+  if (tile >= params.tilesM * params.tilesN) { return; }
+  // Swizzled order: GROUP_M tile rows sweep the columns together, so concurrent workgroups share B tiles in L2.
+  let span = GROUP_M * params.tilesN;
+  let first = (tile / span) * GROUP_M;
+  let rows = min(params.tilesM - first, GROUP_M);
+  let m0 = (first + (tile % span) % rows) * BM;
+  let n0 = ((tile % span) / rows) * BN;
+  let z = wid.z;
+  let tx = lid3.x;
+  let ty = lid3.y;
+
+  let nt1 = (params.K + BK - 1u) / BK;
+  let nt = nt1 + select(0u, (params.K2 + BK - 1u) / BK, PAIR2);
+  if (nt > 0u) {
+    loadTile(0u, 0u, m0, n0, z, lid);
+    storeTile(0u, 0u, lid);
+  }
+  workgroupBarrier();
+  for (var t = 0u; t < nt; t++) {
+    let more = t + 1u < nt;
+    let pNext = select(0u, 1u, PAIR2 && t + 1u >= nt1);
+    if (more) {
+      loadTile(pNext, select(t + 1u, t + 1u - nt1, pNext == 1u) * BK, m0, n0, z, lid);
+    }
+    computeTile(t % 2u, tx, ty);
+    if (more) {
+      storeTile(pNext, (t + 1u) % 2u, lid);
+    }
+    workgroupBarrier();
+  }
+
+  // Guards rather than `continue`, so the loops unroll (also on lavapipe, where that compiles faster).
+  for (var r = 0u; r < TM; r++) {
+    let m = m0 + (r / 4u) * WG_Y * 4u + ty * 4u + r % 4u;
+    for (var j = 0u; j < TN / 4u; j++) {
+      let n = n0 + j * WG_X * 4u + tx * 4u;
+      if (m < params.M && n < params.N) {
+        var v = params.alpha * acc[r * (TN / 4u) + j];
+        if (HAS_BIAS) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
+        let e = z * params.batchY + m * params.N + n;
+        if (params.storePre != 0u) { store4(true, e, n, v); }
+        store4(false, e, n, activate(v));
+      }
+    }
+  }
+}

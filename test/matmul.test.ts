@@ -1,0 +1,279 @@
+// Parity of the matmul kernel with the float64 CPU reference (shapes on and off the tile grid, size-1 dims, every
+// transpose combination, batches and broadcast, bias + each activation, each tile preset, vec4 and scalar access),
+// and matmulBackward against the reference and finite differences.
+//
+// Each pipeline variant costs seconds of LLVM compile on lavapipe, so the cases are laid out to share eleven
+// variants (small tile unless named): plain epilogue in FF/FT/TF/TT scalar and FF vec4; one activation + bias per
+// transpose combination (gelu_tanh TF in vec4: the transposed-A vec4 path); the large tile (FF vec4) and the medium
+// tile (FT vec4 + bias: the transposed-B vec4 path) once each. The backward GEMMs reuse the plain ones.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Gpu } from '../runtime/device.js';
+import { ShapeError } from '../runtime/errors.js';
+import {
+  type Activation,
+  type GemmCall,
+  MATMUL_TILES,
+  type MatmulTile,
+  chooseMatmulTile,
+  gemmVariant,
+  matmul,
+  matmulBackward,
+  matmulWithPre,
+  tileProblem,
+} from '../src/kernels/matmul.js';
+import { matmulBackwardRef, matmulRef } from '../src/reference/matmul.js';
+import { Tensor, numel } from '../src/tensor.js';
+import { dot, expectClose, finiteDiff, seeded, testGpu } from './helpers.js';
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await testGpu();
+});
+afterAll(() => {
+  // Keep this small: every pipeline is seconds of compile on lavapipe.
+  if (gpu) console.log(`[matmul.test] pipelines built: ${gpu.pipelines.size}`);
+  gpu?.destroy();
+});
+
+// f32 accumulation over K ≤ 257 products of values in [-1, 1]: error ~ sqrt(K)·ulp·|terms|, plus the f32
+// activations (a few ulp, erf < 1.2e-7 abs). 1e-5 abs + 1e-4 rel covers fma and summation-order differences.
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+
+interface Case {
+  aShape: number[];
+  bShape: number[];
+  transA?: boolean;
+  transB?: boolean;
+  bias?: boolean;
+  activation?: Activation;
+  alpha?: number;
+  tile?: MatmulTile;
+  /** Also check matmulWithPre's pre-activation. */
+  withPre?: boolean;
+}
+
+function nOf(c: Case): number {
+  return c.transB ? c.bShape.at(-2)! : c.bShape.at(-1)!;
+}
+
+async function check(c: Case, what: string): Promise<void> {
+  const av = seeded(numel(c.aShape), 1);
+  const bv = seeded(numel(c.bShape), 2);
+  const N = nOf(c);
+  const biasV = c.bias ? seeded(N, 3) : undefined;
+  const a = Tensor.fromArray(gpu, av, c.aShape, { label: 'a' });
+  const b = Tensor.fromArray(gpu, bv, c.bShape, { label: 'b' });
+  const bias = biasV ? Tensor.fromArray(gpu, biasV, [N], { label: 'bias' }) : undefined;
+  const opts = { transA: c.transA, transB: c.transB, bias, activation: c.activation, alpha: c.alpha, tile: c.tile };
+  const want = matmulRef(av, c.aShape, bv, c.bShape, { ...opts, bias: biasV });
+  const { y, pre } = c.withPre ? matmulWithPre(a, b, opts) : { y: matmul(a, b, opts), pre: undefined };
+  expect(y.shape, `${what}: output shape`).toEqual(want.shape);
+  expectClose(await y.toArray(), want.y, TOL, what);
+  if (pre) expectClose(await pre.toArray(), want.pre, TOL, `${what} pre-activation`);
+  [a, b, y, pre, bias].forEach((t) => t?.release());
+}
+
+/** Stored shapes for op(A) [M, K] and op(B) [K, N]. */
+const sa = (M: number, K: number, t = false, batch: number[] = []) => [...batch, ...(t ? [K, M] : [M, K])];
+const sb = (K: number, N: number, t = false, batch: number[] = []) => [...batch, ...(t ? [N, K] : [K, N])];
+
+describe('matmul forward', () => {
+  // Scalar access (a contiguous dim or N not a multiple of 4), off every tile edge, size-1 dims.
+  for (const [M, K, N] of [
+    [1, 1, 1],
+    [7, 13, 5],
+    [65, 33, 129],
+    [257, 63, 100],
+    [64, 1, 64],
+    [64, 64, 1],
+    [1, 5, 7],
+  ]) {
+    it(`${M}x${K}x${N} (M x K x N)`, async () => check({ aShape: [M, K], bShape: [K, N] }, `${M}x${K}x${N}`));
+  }
+  // vec4 access.
+  for (const [M, K, N] of [
+    [128, 128, 128],
+    [1, 64, 64],
+    [36, 20, 44],
+    [4, 4, 4],
+  ]) {
+    it(`${M}x${K}x${N} aligned`, async () => check({ aShape: [M, K], bShape: [K, N] }, `${M}x${K}x${N}`));
+  }
+
+  it('transA and transB, scalar', async () => {
+    for (const [tA, tB] of [
+      [true, true],
+      [false, true],
+      [true, false],
+    ])
+      await check({ aShape: sa(33, 17, tA), bShape: sb(17, 21, tB), transA: tA, transB: tB }, `tA=${tA} tB=${tB}`);
+  });
+
+  it('batch 3 on both sides', async () => check({ aShape: [3, 19, 12], bShape: [3, 12, 10] }, 'batch 3'));
+  it('batch [3, 1] with both transposed', async () =>
+    check({ aShape: sa(19, 12, true, [3, 1]), bShape: sb(12, 10, true, [3, 1]), transA: true, transB: true }, 'batch [3,1] tA tB'));
+  it('a batch of A against one B (folded into M)', async () => check({ aShape: [2, 3, 9, 8], bShape: [8, 12] }, 'A batch folded'));
+  it('a batch of transposed A against one B', async () =>
+    check({ aShape: sa(9, 8, true, [3]), bShape: sb(8, 12, false, [1]), transA: true }, 'A batch, tA'));
+  it('one A against a batch of B', async () => check({ aShape: [9, 8], bShape: [4, 8, 12] }, 'B batch'));
+
+  // One activation per transpose combination, each with bias (and alpha somewhere).
+  const acts: [Activation, boolean, boolean, Partial<Case>][] = [
+    ['silu', false, false, {}],
+    ['gelu_erf', true, true, { alpha: 0.5 }],
+    ['gelu_tanh', true, false, { withPre: true }],
+    ['quick_gelu', false, true, {}],
+  ];
+  for (const [activation, tA, tB, extra] of acts) {
+    it(`bias + ${activation} (tA=${tA} tB=${tB})`, async () => {
+      // gelu_tanh runs vec4 (M, K, N multiples of 4), the others scalar.
+      const [M, K, N] = activation === 'gelu_tanh' ? [36, 24, 20] : [37, 23, 19];
+      await check({ aShape: sa(M, K, tA), bShape: sb(K, N, tB), transA: tA, transB: tB, bias: true, activation, ...extra }, activation);
+    });
+  }
+
+  it('large tile (128x128, 8x8 per thread) on a partial grid, vec4', async () => {
+    const tile = MATMUL_TILES.large;
+    if (tileProblem(gpu, tile)) return;
+    // Past one tile in M, past two in N; K past two BK steps.
+    await check({ aShape: [140, 20], bShape: [20, 260], tile }, 'large');
+  });
+  it('medium tile (64x64, 8x8 per thread) with bias, transB, vec4', async () => {
+    const tile = MATMUL_TILES.medium;
+    await check({ aShape: [76, 20], bShape: sb(20, 132, true), transB: true, bias: true, tile }, 'medium');
+  });
+
+  it('K = 0 gives act(bias)', async () => {
+    await check({ aShape: sa(3, 0, true), bShape: sb(0, 5, true), transA: true, transB: true, bias: true, activation: 'gelu_erf' }, 'K=0');
+  });
+
+  it('uses vec4 access exactly where every contiguous dim and N are multiples of 4', () => {
+    const t = Tensor.zeros(gpu, [4]);
+    const call = (M: number, K: number, N: number, tA: boolean, tB: boolean, K2?: number): GemmCall => ({
+      M,
+      N,
+      K,
+      batch: 1,
+      a: { t, trans: tA, batchStride: 0 },
+      b: { t, trans: tB, batchStride: 0 },
+      pair2: K2 === undefined ? undefined : { K2, a: { t, trans: false, batchStride: 0 }, b: { t, trans: true, batchStride: 0 } },
+      outShape: [M, N],
+      label: 'v',
+    });
+    const vec4 = (c: GemmCall) => gemmVariant(gpu, c).vec4;
+    expect(vec4(call(7, 8, 12, false, false))).toBe(true); // M is free when A is not transposed
+    expect(vec4(call(7, 8, 12, true, false))).toBe(false); // ... and contiguous when it is
+    expect(vec4(call(8, 6, 12, false, false))).toBe(false);
+    expect(vec4(call(8, 6, 12, true, false))).toBe(true);
+    expect(vec4(call(8, 8, 6, false, true))).toBe(false); // N must be aligned for the stores
+    expect(vec4(call(8, 8, 8, false, true, 4))).toBe(true);
+    expect(vec4(call(8, 8, 8, false, true, 3))).toBe(false);
+    expect(vec4(call(8, 0, 8, false, false))).toBe(false); // empty buffers cannot bind as vec4
+    t.release();
+  });
+
+  it('rejects mismatched shapes with a ShapeError naming both', () => {
+    const z = (s: number[]) => Tensor.zeros(gpu, s);
+    const [a, b, c, d, bias, e] = [z([4, 5]), z([6, 3]), z([2, 4, 5]), z([3, 5, 3]), z([4]), z([5, 3])];
+    expect(() => matmul(a, b)).toThrow(ShapeError);
+    expect(() => matmul(a, b)).toThrow(/\[4, 5\].*\[6, 3\]/);
+    expect(() => matmul(a, b, { transA: true })).toThrow(/K 4 vs 6/);
+    expect(() => matmul(c, d)).toThrow(/\[2, 4, 5\].*\[3, 5, 3\]/);
+    expect(() => matmul(a, e, { bias })).toThrow(/bias \[4\] must be \[3\]/);
+    expect(() => matmul(z([5]), e)).toThrow(/rank ≥ 2/);
+    [a, b, c, d, bias, e].forEach((t) => t.release());
+  });
+
+  it('chooses a tile per shape within the device limits', () => {
+    for (const [M, N] of [
+      [4096, 4096],
+      [4096, 640],
+      [77, 1280],
+      [7, 5],
+    ])
+      expect(tileProblem(gpu, chooseMatmulTile(gpu, M, N))).toBeNull();
+    expect(chooseMatmulTile(gpu, 4096, 4096)).toEqual(MATMUL_TILES.large);
+    expect(chooseMatmulTile(gpu, 77, 1280)).not.toEqual(MATMUL_TILES.large);
+    // A tile that does not fit 256 invocations or the workgroup storage is refused, naming the limit.
+    if (gpu.maxInvocations <= 256) expect(tileProblem(gpu, { ...MATMUL_TILES.large, tm: 4, tn: 4 })).toMatch(/Invocations/);
+  });
+});
+
+describe('matmul backward', () => {
+  // Forward variants come from the activation cases above; the dA / dB GEMMs from the plain scalar ones.
+  const configs: Case[] = [
+    { aShape: [9, 7], bShape: [7, 6], bias: true, activation: 'silu' },
+    { aShape: sa(9, 7, true), bShape: sb(7, 6, true), transA: true, transB: true, bias: true, activation: 'gelu_erf', alpha: 0.7 },
+    { aShape: [2, 5, 7], bShape: [7, 6], bias: true, activation: 'silu' },
+    { aShape: sa(5, 7, true, [2]), bShape: sb(7, 6, true), transA: true, transB: true },
+    { aShape: [5, 7], bShape: sb(7, 3, true, [3]), transB: true },
+  ];
+  for (const c of configs) {
+    const name =
+      `${JSON.stringify(c.aShape)}${c.transA ? 'ᵀ' : ''}·${JSON.stringify(c.bShape)}${c.transB ? 'ᵀ' : ''}` +
+      ` ${c.activation ?? 'none'}${c.bias ? ' +bias' : ''}`;
+    it(`${name}: matches the reference and finite differences`, async () => {
+      const av = seeded(numel(c.aShape), 11);
+      const bv = seeded(numel(c.bShape), 12);
+      const N = nOf(c);
+      const biasV = seeded(N, 13);
+      const refOpts = { ...c, bias: c.bias ? biasV : undefined };
+      const fwd = matmulRef(av, c.aShape, bv, c.bShape, refOpts);
+      const R = seeded(fwd.y.length, 14);
+      const a = Tensor.fromArray(gpu, av, c.aShape, { label: 'a' });
+      const b = Tensor.fromArray(gpu, bv, c.bShape, { label: 'b' });
+      const bias = c.bias ? Tensor.fromArray(gpu, biasV, [N], { label: 'bias' }) : undefined;
+      const dy = Tensor.fromArray(gpu, R, fwd.shape, { label: 'dy' });
+      const opts = { transA: c.transA, transB: c.transB, activation: c.activation, alpha: c.alpha, bias };
+      // Once with the stored pre-activation, once recomputing it.
+      const { y, pre } = matmulWithPre(a, b, opts);
+      const g1 = matmulBackward(a, b, dy, { ...opts, pre });
+      const g2 = matmulBackward(a, b, dy, opts);
+      const want = matmulBackwardRef(av, c.aShape, bv, c.bShape, R, refOpts);
+      expect(g1.da!.shape).toEqual(c.aShape);
+      expect(g1.db!.shape).toEqual(c.bShape);
+      for (const g of [g1, g2]) {
+        expectClose(await g.da!.toArray(), want.da, TOL, 'da');
+        expectClose(await g.db!.toArray(), want.db, TOL, 'db');
+        if (c.bias) expectClose(await g.dbias!.toArray(), want.dbias, TOL, 'dbias');
+        else expect(g.dbias).toBeUndefined();
+      }
+
+      // L = sum(y · R), central differences of the GPU forward at a few elements of each input.
+      const loss = async ([x0, x1, x2]: Float32Array[]) => {
+        const ta = Tensor.fromArray(gpu, x0, c.aShape);
+        const tb = Tensor.fromArray(gpu, x1, c.bShape);
+        const tbias = c.bias ? Tensor.fromArray(gpu, x2, [N]) : undefined;
+        const ty = matmul(ta, tb, { ...opts, bias: tbias });
+        const l = dot(await ty.toArray(), R);
+        [ta, tb, tbias, ty].forEach((t) => t?.release());
+        return l;
+      };
+      const pick = (n: number) => [...new Set([0, n - 1, Math.floor(n / 3), Math.floor((2 * n) / 3)])];
+      const inputs = [av, bv, biasV];
+      // f32 forward, eps 1e-2: truncation O(eps²·f''') and rounding O(ulp·|L|/eps) stay below 1e-2 here.
+      const fdTol = { atol: 2e-2, rtol: 2e-2 };
+      const gA = await g1.da!.toArray();
+      const gB = await g1.db!.toArray();
+      expectClose(pick(av.length).map((i) => gA[i]), await finiteDiff(loss, inputs, 0, pick(av.length)), fdTol, 'da vs FD');
+      expectClose(pick(bv.length).map((i) => gB[i]), await finiteDiff(loss, inputs, 1, pick(bv.length)), fdTol, 'db vs FD');
+      if (c.bias) {
+        const gBias = await g1.dbias!.toArray();
+        expectClose(pick(N).map((i) => gBias[i]), await finiteDiff(loss, inputs, 2, pick(N)), fdTol, 'dbias vs FD');
+      }
+      for (const t of [a, b, bias, dy, y, pre, g1.da, g1.db, g1.dbias, g2.da, g2.db, g2.dbias]) t?.release();
+    });
+  }
+
+  it('computes only the gradients asked for, and checks dy', () => {
+    const z = (s: number[]) => Tensor.zeros(gpu, s);
+    const [a, b, dy] = [z([4, 5]), z([5, 3]), z([4, 3])];
+    const g = matmulBackward(a, b, dy, { needB: false });
+    expect(g.db).toBeUndefined();
+    expect(g.da!.shape).toEqual([4, 5]);
+    const bad = z([3, 4]);
+    expect(() => matmulBackward(a, b, bad)).toThrow(ShapeError);
+    expect(() => matmulBackward(a, b, bad)).toThrow(/dy \[3, 4\].*\[4, 3\]/);
+    [a, b, dy, bad, g.da].forEach((t) => t?.release());
+  });
+});
