@@ -1,0 +1,93 @@
+// Matmul: the 4096³ f32 GEMM against PyTorch's cuBLAS SGEMM on the same H100, the SDXL UNet's linear shapes
+// (shapes read M x K x N; SDXL's weights are stored [N, K], so these run x·Wᵀ + bias like nn.Linear), a fused
+// epilogue, a backward, and small quick cases for lavapipe. flops = 2·M·N·K per GEMM.
+import type { Gpu } from '../runtime/device.js';
+import { type Activation, matmul, matmulBackward } from '../src/kernels/matmul.js';
+import { Tensor } from '../src/tensor.js';
+import type { BenchCase, Reference } from './case.js';
+
+const CUBLAS_4096: Reference = {
+  value: 47900,
+  source: 'PyTorch 2.11 cuBLAS SGEMM fp32 TF32 off, H100 (anchors/pytorch_h100.json)',
+  adapter: 'NVIDIA|nvidia',
+};
+
+/** Deterministic values in [-1, 1] (a cheap hash; the values do not matter for speed, only that they are finite). */
+function filled(gpu: Gpu, shape: number[], label: string): Tensor {
+  const n = shape.reduce((p, d) => p * d, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = ((Math.imul(i, 2654435761) >>> 0) % 2001) / 1000 - 1;
+  return Tensor.fromArray(gpu, data, shape, { label });
+}
+
+interface GemmCase {
+  M: number;
+  K: number;
+  N: number;
+  /** B stored [N, K] (a linear layer's weight). */
+  transB?: boolean;
+  bias?: boolean;
+  activation?: Activation;
+  quick?: boolean;
+  reference?: Reference;
+}
+
+function forwardCase(c: GemmCase): BenchCase {
+  const epi = [c.transB ? 'x·Wᵀ' : '', c.bias ? '+bias' : '', c.activation ? `+${c.activation}` : ''].filter(Boolean).join(' ');
+  return {
+    kernel: 'matmul',
+    shape: `${c.M}x${c.K}x${c.N}${epi ? ` ${epi}` : ''}`,
+    flops: 2 * c.M * c.N * c.K,
+    quick: c.quick,
+    reference: c.reference,
+    setup(gpu) {
+      const a = filled(gpu, [c.M, c.K], 'a');
+      const b = filled(gpu, c.transB ? [c.N, c.K] : [c.K, c.N], 'b');
+      const bias = c.bias ? filled(gpu, [c.N], 'bias') : undefined;
+      const opts = { transB: c.transB, bias, activation: c.activation };
+      return {
+        run: () => matmul(a, b, opts).release(),
+        dispose: () => [a, b, bias].forEach((t) => t?.release()),
+      };
+    },
+  };
+}
+
+/** dX and dW of a linear layer y = x·Wᵀ + b (two GEMMs of 2·M·N·K each, plus the bias column sums). */
+function backwardCase(M: number, K: number, N: number, quick = false): BenchCase {
+  return {
+    kernel: 'matmul backward',
+    shape: `${M}x${K}x${N} x·Wᵀ+bias`,
+    flops: 4 * M * N * K,
+    quick,
+    setup(gpu) {
+      const x = filled(gpu, [M, K], 'x');
+      const w = filled(gpu, [N, K], 'W');
+      const bias = filled(gpu, [N], 'bias');
+      const dy = filled(gpu, [M, N], 'dy');
+      return {
+        run: () => {
+          const g = matmulBackward(x, w, dy, { transB: true, bias });
+          [g.da, g.db, g.dbias].forEach((t) => t?.release());
+        },
+        dispose: () => [x, w, bias, dy].forEach((t) => t.release()),
+      };
+    },
+  };
+}
+
+export const cases: BenchCase[] = [
+  forwardCase({ M: 4096, K: 4096, N: 4096, reference: CUBLAS_4096 }),
+  // SDXL UNet linears (M = tokens): attention projections at 64×64 latents, the feed-forward in/out at 32×32,
+  // and the text-conditioning projection (77 tokens × 2048 → 1280).
+  forwardCase({ M: 4096, K: 640, N: 640, transB: true, bias: true }),
+  forwardCase({ M: 4096, K: 1280, N: 5120, transB: true, bias: true }),
+  forwardCase({ M: 1024, K: 1280, N: 10240, transB: true, bias: true }),
+  forwardCase({ M: 77, K: 2048, N: 1280, transB: true, bias: true }),
+  forwardCase({ M: 4096, K: 1280, N: 5120, transB: true, bias: true, activation: 'gelu_erf' }),
+  backwardCase(4096, 640, 640),
+  forwardCase({ M: 256, K: 256, N: 256, quick: true }),
+  forwardCase({ M: 512, K: 512, N: 512, quick: true }),
+  forwardCase({ M: 77, K: 256, N: 320, transB: true, bias: true, quick: true }),
+  backwardCase(256, 128, 128, true),
+];
