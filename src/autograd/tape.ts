@@ -232,7 +232,10 @@ export function checkpoint(name: string, fn: (inputs: Var[]) => Var, inputs: Var
   const tape = activeTape();
   if (!tape) return fn(inputs);
   const out = noGrad(() => tidy(() => fn(inputs)));
-  const result = new Var(out.value);
+  // A view of its own: `out` sits in the enclosing tidy scope, and disposing it there must not free the result
+  // when the result is kept (e.g. pushed to a list of skip connections and returned).
+  const result = new Var(out.value.reshape(out.shape));
+  if (!inputs.includes(out)) out.value.release();
   const saved = inputs.map((i) => keep(i));
   const node: GradNode = {
     op: `checkpoint(${name})`,

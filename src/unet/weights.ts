@@ -1,0 +1,111 @@
+// Loading a model's parameters from a state dict: a safetensors ByteSource or a Checkpoint (src/io/checkpoint.ts:
+// diffusers folders, fp16 variants, sharded indexes, SGM single files mapped to diffusers names), both read tensor
+// by tensor so a checkpoint never sits in host memory whole or twice, or an in-memory map name → {data, shape}.
+// The key set and every shape are checked before anything is uploaded; all problems are reported together, by name.
+import { Var } from '../autograd/tape.js';
+import type { ByteSource } from '../io/byte_source.js';
+import type { Checkpoint } from '../io/checkpoint.js';
+import { FLOAT_DTYPES, readHeader, readTensorF32 } from '../io/safetensors.js';
+import type { ModelContext } from '../nn/module.js';
+import { Tensor, shapeStr } from '../tensor.js';
+
+export interface StateDictEntry {
+  data: Float32Array;
+  shape: readonly number[];
+}
+export type StateDict = ReadonlyMap<string, StateDictEntry> | Readonly<Record<string, StateDictEntry>>;
+
+export interface LoadWeightsOptions {
+  /** Parameters to make trainable (requiresGrad); default none (frozen base model). */
+  trainable?: (name: string) => boolean;
+  /** Ignore checkpoint keys the model does not have (default false: they are an error). */
+  allowUnexpected?: boolean;
+}
+
+export class StateDictError extends Error {
+  constructor(
+    readonly source: string,
+    readonly missing: string[],
+    readonly unexpected: string[],
+    readonly mismatched: { name: string; expected: readonly number[]; got: readonly number[] }[],
+    readonly unsupported: { name: string; dtype: string }[] = [],
+  ) {
+    const parts: string[] = [];
+    const list = (title: string, items: string[]) => {
+      if (!items.length) return;
+      const shown = items.slice(0, 200);
+      parts.push(`${title} (${items.length}):\n    ${shown.join('\n    ')}${items.length > shown.length ? `\n    … ${items.length - shown.length} more` : ''}`);
+    };
+    list('missing', missing);
+    list('unexpected', unexpected);
+    list(
+      'wrong shape',
+      mismatched.map((m) => `${m.name}: model ${shapeStr(m.expected)}, checkpoint ${shapeStr(m.got)}`),
+    );
+    list(
+      'unsupported dtype',
+      unsupported.map((u) => `${u.name}: ${u.dtype} (expected one of ${FLOAT_DTYPES.join(', ')})`),
+    );
+    super(`${source}: checkpoint does not match the model:\n  ${parts.join('\n  ')}`);
+    this.name = 'StateDictError';
+  }
+}
+
+/** name → shape / dtype of every tensor in the source, and a reader for one tensor. */
+export interface TensorIndex {
+  name: string;
+  shapes: Map<string, { shape: readonly number[]; dtype: string }>;
+  read(name: string): Promise<Float32Array>;
+}
+
+export type WeightSource = ByteSource | Checkpoint | StateDict;
+
+export async function indexSource(source: WeightSource): Promise<TensorIndex> {
+  if (isCheckpoint(source)) {
+    const shapes = new Map([...source.tensors].map(([k, e]) => [k, { shape: e.shape, dtype: e.dtype }]));
+    return { name: source.path, shapes, read: (n) => source.read(n) };
+  }
+  if (isByteSource(source)) {
+    const header = await readHeader(source);
+    const shapes = new Map([...header.tensors].map(([k, e]) => [k, { shape: e.shape, dtype: e.dtype }]));
+    return { name: source.name, shapes, read: (n) => readTensorF32(source, header, n) };
+  }
+  const entries = source instanceof Map ? [...source.entries()] : Object.entries(source as Record<string, StateDictEntry>);
+  const map = new Map(entries);
+  const shapes = new Map(entries.map(([k, e]) => [k, { shape: e.shape, dtype: 'F32' }]));
+  return { name: 'state dict', shapes, read: async (n) => map.get(n)!.data };
+}
+
+function isCheckpoint(s: unknown): s is Checkpoint {
+  const c = s as Checkpoint;
+  return typeof c.read === 'function' && c.tensors instanceof Map && typeof c.format === 'string';
+}
+
+function isByteSource(s: unknown): s is ByteSource {
+  return typeof (s as ByteSource).read === 'function' && typeof (s as ByteSource).size === 'number';
+}
+
+export const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Checks the key set and shapes, then uploads one tensor at a time into the context's parameters. */
+export async function loadStateDict(ctx: ModelContext, source: WeightSource, opts: LoadWeightsOptions = {}): Promise<void> {
+  const index = await indexSource(source);
+  const missing: string[] = [];
+  const mismatched: StateDictError['mismatched'] = [];
+  const unsupported: StateDictError['unsupported'] = [];
+  for (const [name, p] of ctx.params) {
+    const e = index.shapes.get(name);
+    if (!e) missing.push(`${name} ${shapeStr(p.shape)}`);
+    else if (!(FLOAT_DTYPES as readonly string[]).includes(e.dtype)) unsupported.push({ name, dtype: e.dtype });
+    else if (!sameShape(e.shape, p.shape)) mismatched.push({ name, expected: p.shape, got: e.shape });
+  }
+  const unexpected = opts.allowUnexpected ? [] : [...index.shapes].filter(([k]) => !ctx.params.has(k)).map(([k, e]) => `${k} ${shapeStr(e.shape)}`);
+  if (missing.length || unexpected.length || mismatched.length || unsupported.length)
+    throw new StateDictError(index.name, missing, unexpected, mismatched, unsupported);
+  for (const [name, p] of ctx.params) {
+    const data = await index.read(name);
+    const t = Tensor.fromArray(ctx.gpu, data, p.shape, { label: name });
+    p.var?.dispose();
+    p.var = new Var(t, opts.trainable?.(name) ?? false, name);
+  }
+}
