@@ -5,11 +5,15 @@
 //   import * as <name> from './<name>.bench.js';
 // and `<name>,` in SUITES. Under tsx, bench/run.ts also picks up a *.bench.ts file missing from this list (and
 // says so), but the GPU-machine bundle only sees what is listed here.
-// Planned: matmul, lora_matmul, conv2d, attention, group_norm, ... (add each when its file is committed).
 import * as adamw from './adamw.bench.js';
+import * as conv2d from './conv2d.bench.js';
 import type { BenchCase } from './case.js';
 import * as elementwise from './elementwise.bench.js';
 import * as geglu from './geglu.bench.js';
+import * as group_norm from './group_norm.bench.js';
+import * as layer_norm from './layer_norm.bench.js';
+import * as lora_matmul from './lora_matmul.bench.js';
+import * as matmul from './matmul.bench.js';
 import * as reduce from './reduce.bench.js';
 import * as resample from './resample.bench.js';
 import * as softmax from './softmax.bench.js';
@@ -20,6 +24,11 @@ export interface BenchSuite {
 
 /** File stem (bench/<stem>.bench.ts) → module. */
 export const SUITES: Record<string, BenchSuite> = {
+  matmul,
+  lora_matmul,
+  conv2d,
+  group_norm,
+  layer_norm,
   elementwise,
   reduce,
   softmax,

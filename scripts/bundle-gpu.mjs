@@ -2,9 +2,9 @@
 //   .gpu-dist/tests/<name>.test.mjs  the vitest files, run under node:test (vitest → test/gpu/vitest_shim.ts)
 //   .gpu-dist/bench.mjs              npm run bench
 // dawn.node stays external ('webgpu'): .gpu/enter.sh links the carried copy. Run with:
-//   source .gpu/enter.sh; node --test .gpu-dist/tests/   |   node .gpu-dist/bench.mjs
+//   source .gpu/enter.sh; node --test .gpu-dist/tests/*.test.mjs   |   node .gpu-dist/bench.mjs
 import { build } from 'esbuild';
-import { readdirSync, rmSync, existsSync } from 'node:fs';
+import { readdirSync, rmSync, existsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,8 +29,13 @@ await build({
   entryPoints: tests.map((f) => join(root, 'test', f)),
   outdir: join(out, 'tests'),
   outExtension: { '.js': '.mjs' },
+  // Shared code (the library, expect) goes into chunks instead of into every test file.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   alias: { vitest: join(root, 'test/gpu/vitest_shim.ts') },
 });
+// Tests find fixtures next to themselves (new URL('./fixtures/…', import.meta.url)); a relative link keeps that true.
+symlinkSync('../../test/fixtures', join(out, 'tests', 'fixtures'));
 if (existsSync(join(root, 'bench/run.ts')))
   await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
 console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} into .gpu-dist/`);
