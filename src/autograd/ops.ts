@@ -3,11 +3,22 @@
 import { ShapeError } from '../../runtime/errors.js';
 import { type BinaryOp, type UnaryOp, binary, binaryBackward, unary, unaryBackward } from '../kernels/elementwise.js';
 import { type Activation, matmulBackward, matmulWithPre, matmul as matmulKernel } from '../kernels/matmul.js';
-import { meanBackward, mean as meanKernel, sumAll, sumBackward, sum as sumKernel } from '../kernels/reduce.js';
-import { type Shape, shapeStr } from '../tensor.js';
+import { meanBackward, mean as meanKernel, sumAll, sumBackward, sumTo, sum as sumKernel } from '../kernels/reduce.js';
+import { type Shape, type Tensor, shapeStr } from '../tensor.js';
 import { Var, keep, track } from './tape.js';
 
 export function binaryOp(op: BinaryOp, a: Var, b: Var): Var {
+  if (op === 'add' || op === 'sub') {
+    // The gradients are dy (negated for b of sub) summed to each operand's shape: nothing to save.
+    return track(binary(op, a.value, b.value), {
+      op,
+      inputs: [a, b],
+      backward: (dy, _saved, need) => [
+        need[0] ? sumTo(dy, a.shape) : undefined,
+        need[1] ? (op === 'add' ? sumTo(dy, b.shape) : negatedSumTo(dy, b.shape)) : undefined,
+      ],
+    });
+  }
   return track(binary(op, a.value, b.value), {
     op,
     inputs: [a, b],
@@ -18,6 +29,13 @@ export function binaryOp(op: BinaryOp, a: Var, b: Var): Var {
     },
   });
 }
+function negatedSumTo(dy: Tensor, shape: Shape): Tensor {
+  const s = sumTo(dy, shape);
+  const n = unary('scale', s, { alpha: -1 });
+  s.release();
+  return n;
+}
+
 export const add = (a: Var, b: Var) => binaryOp('add', a, b);
 export const sub = (a: Var, b: Var) => binaryOp('sub', a, b);
 export const mul = (a: Var, b: Var) => binaryOp('mul', a, b);
