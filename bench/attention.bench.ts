@@ -1,0 +1,152 @@
+// Fused attention (f32) on SDXL shapes: self-attention at the 128² latent (level 1: 10 heads × 4096 tokens) and the
+// 64² level (20 heads × 1024), cross-attention against 77 text tokens, CLIP's causal 77-token self-attention, and the
+// backward of each (dQ, dK, dV from the saved LSE; includes the D = rowsum(dO ⊙ O) pass).
+// Throughput is GFLOP/s of the FlashAttention convention: forward 4·B·heads·N·M·headDim (Q·Kᵀ and P·V; softmax not
+// counted), backward 2.5× that (five N×M×headDim GEMMs; the kernels recompute Q·Kᵀ and dO·Vᵀ in both passes, so
+// they execute 3.5×). Causal cases count only unmasked (query, key) pairs.
+//
+// TCD_ATTENTION_SWEEP=1 adds the tuning sweep: the 10-head 4096² forward and backward under every tile listed below
+// (kernel 'attention sweep' / 'attention backward sweep'; e.g. `TCD_ATTENTION_SWEEP=1 npm run bench -- --filter
+// 'attention'`). A tile this device cannot run (workgroup storage, invocations) fails its row with the reason.
+import { pytorchH100 } from './anchors.js';
+import type { BenchCase, Reference } from './case.js';
+import { type AttentionTile, attention, attentionBackward, attentionFlops, attentionWithLse } from '../src/kernels/attention.js';
+import { Tensor, numel, type Shape } from '../src/tensor.js';
+
+type Gpu = Parameters<BenchCase['setup']>[0];
+
+function filled(gpu: Gpu, shape: Shape, label: string, seed = 0): Tensor {
+  const n = numel(shape);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = ((((i + seed) * 2654435761) % 2001) / 1000 - 1);
+  return Tensor.fromArray(gpu, data, shape, { label });
+}
+
+interface AttnShape {
+  B: number;
+  heads: number;
+  N: number;
+  M: number;
+  hd: number;
+  causal?: boolean;
+}
+
+const shapeName = (s: AttnShape) => `${s.B}x${s.heads} heads, q ${s.N}, kv ${s.M}, d ${s.hd}${s.causal ? ', causal' : ''}`;
+
+function flopsOf(s: AttnShape): number {
+  if (!s.causal) return attentionFlops(s.B, s.heads, s.N, s.M, s.hd);
+  let pairs = 0;
+  for (let n = 0; n < s.N; n++) pairs += Math.min(n + 1, s.M);
+  return 4 * s.B * s.heads * pairs * s.hd;
+}
+
+interface Tiles {
+  tile?: AttentionTile;
+  tileDq?: AttentionTile;
+  tileDkdv?: AttentionTile;
+}
+
+function inputs(gpu: Gpu, s: AttnShape) {
+  const C = s.heads * s.hd;
+  return {
+    q: filled(gpu, [s.B, s.N, C], 'q', 1),
+    k: filled(gpu, [s.B, s.M, C], 'k', 2),
+    v: filled(gpu, [s.B, s.M, C], 'v', 3),
+  };
+}
+
+function forwardCase(s: AttnShape, quick: boolean, reference?: Reference, tiles: Tiles = {}, kernel = 'attention'): BenchCase {
+  return {
+    kernel,
+    shape: tiles.tile ? `${shapeName(s)} tile ${JSON.stringify(tiles.tile)}` : shapeName(s),
+    flops: flopsOf(s),
+    quick,
+    reference,
+    setup(gpu) {
+      const { q, k, v } = inputs(gpu, s);
+      const opts = { heads: s.heads, causal: s.causal, tile: tiles.tile };
+      return {
+        run: () => attention(q, k, v, opts).release(),
+        dispose: () => [q, k, v].forEach((t) => t.release()),
+      };
+    },
+  };
+}
+
+function backwardCase(s: AttnShape, quick: boolean, tiles: Tiles = {}, kernel = 'attention backward'): BenchCase {
+  return {
+    kernel,
+    shape: tiles.tileDq ? `${shapeName(s)} dq ${JSON.stringify(tiles.tileDq)} dkdv ${JSON.stringify(tiles.tileDkdv)}` : shapeName(s),
+    flops: 2.5 * flopsOf(s),
+    quick,
+    setup(gpu) {
+      const { q, k, v } = inputs(gpu, s);
+      const opts = { heads: s.heads, causal: s.causal, tileDq: tiles.tileDq, tileDkdv: tiles.tileDkdv };
+      const { o, lse } = attentionWithLse(q, k, v, opts);
+      const dO = filled(gpu, o.shape, 'dO', 4);
+      return {
+        run: () => {
+          const g = attentionBackward(q, k, v, o, lse, dO, opts);
+          g.dq.release();
+          g.dk.release();
+          g.dv.release();
+        },
+        dispose: () => [q, k, v, o, lse, dO].forEach((t) => t.release()),
+      };
+    },
+  };
+}
+
+// SDXL at 1024²: level-1 transformer blocks attend over 128·128 / 4 = 4096 tokens with 10 heads of 64, level 2 over
+// 1024 tokens with 20 heads; cross-attention keys are the 77 text tokens. CLIP-L: 12 heads × 64, causal, 77 tokens.
+const SELF_L1: AttnShape = { B: 1, heads: 10, N: 4096, M: 4096, hd: 64 };
+const SELF_L2: AttnShape = { B: 1, heads: 20, N: 1024, M: 1024, hd: 64 };
+const CROSS_L1: AttnShape = { B: 1, heads: 10, N: 4096, M: 77, hd: 64 };
+const CLIP: AttnShape = { B: 1, heads: 12, N: 77, M: 77, hd: 64, causal: true };
+// Quick (lavapipe-sized) versions.
+const SELF_SMALL: AttnShape = { B: 1, heads: 2, N: 256, M: 256, hd: 64 };
+const CROSS_SMALL: AttnShape = { B: 1, heads: 2, N: 256, M: 77, hd: 64 };
+
+const cases: BenchCase[] = [
+  forwardCase(SELF_L1, false, pytorchH100('sdpa_self_10h_4096x4096_d64_fp32_tf32off')),
+  forwardCase(SELF_L2, false),
+  forwardCase(CROSS_L1, false, pytorchH100('sdpa_cross_10h_4096x77_d64_fp32_tf32off')),
+  forwardCase(CLIP, false),
+  backwardCase(SELF_L1, false),
+  backwardCase(SELF_L2, false),
+  backwardCase(CROSS_L1, false),
+  backwardCase(CLIP, false),
+  forwardCase(SELF_SMALL, true),
+  forwardCase(CROSS_SMALL, true),
+  forwardCase({ ...CLIP, heads: 2 }, true),
+  backwardCase(SELF_SMALL, true),
+  backwardCase(CROSS_SMALL, true),
+];
+
+// Tiles worth timing on a 48 KiB GPU at headDim 64 (br queries × bc keys, tm rows per thread, tx threads per row
+// group; see AttentionTile). Shared bytes at headDim 64 in the comments.
+export const SWEEP_FORWARD: readonly AttentionTile[] = [
+  { br: 64, bc: 32, tm: 4, tx: 8 }, //             128 threads, 4×4 scores / thread, 44 KiB (default)
+  { br: 64, bc: 32, tm: 4, tx: 8, pp: 0 }, //      43 KiB
+  { br: 32, bc: 32, tm: 4, tx: 8 }, //              64 threads, 31 KiB (twice the workgroups)
+  { br: 64, bc: 16, tm: 4, tx: 8 }, //             128 threads, 4×2 scores, 31 KiB
+  { br: 32, bc: 32, tm: 2, tx: 8 }, //             128 threads, 2×4 scores, 31 KiB
+  { br: 64, bc: 32, tm: 8, tx: 8 }, //              64 threads, 8×4 scores, 8×8 outputs, 44 KiB
+  { br: 64, bc: 32, tm: 4, tx: 4, xp: 1 }, //       64 threads, 4×8 scores, 4×16 outputs, 45 KiB
+];
+export const SWEEP_BACKWARD: readonly { dq: AttentionTile; dkdv: AttentionTile }[] = [
+  { dq: { br: 32, bc: 32, tm: 4, tx: 8 }, dkdv: { br: 32, bc: 32, tm: 4, tx: 8 } }, // default
+  { dq: { br: 32, bc: 16, tm: 4, tx: 8 }, dkdv: { br: 32, bc: 16, tm: 4, tx: 8 } },
+  { dq: { br: 32, bc: 32, tm: 2, tx: 8 }, dkdv: { br: 32, bc: 32, tm: 2, tx: 8 } }, // 128 threads
+  { dq: { br: 64, bc: 16, tm: 4, tx: 8 }, dkdv: { br: 32, bc: 16, tm: 4, tx: 8 } }, // dq: 128 threads, 46 KiB
+  { dq: { br: 32, bc: 32, tm: 8, tx: 8 }, dkdv: { br: 32, bc: 32, tm: 8, tx: 8 } }, // 32 threads, 8×4 per thread
+];
+
+const sweep = typeof process !== 'undefined' && process.env?.TCD_ATTENTION_SWEEP === '1';
+if (sweep) {
+  for (const tile of SWEEP_FORWARD) cases.push(forwardCase(SELF_L1, false, undefined, { tile }, 'attention sweep'));
+  for (const t of SWEEP_BACKWARD)
+    cases.push(backwardCase(SELF_L1, false, { tileDq: t.dq, tileDkdv: t.dkdv }, 'attention backward sweep'));
+}
+
+export { cases };
