@@ -6,6 +6,7 @@
 // and `<name>,` in SUITES. Under tsx, bench/run.ts also picks up a *.bench.ts file missing from this list (and
 // says so), but the GPU-machine bundle only sees what is listed here.
 import * as adamw from './adamw.bench.js';
+import * as attention from './attention.bench.js';
 import * as conv2d from './conv2d.bench.js';
 import type { BenchCase } from './case.js';
 import * as elementwise from './elementwise.bench.js';
@@ -27,6 +28,7 @@ export const SUITES: Record<string, BenchSuite> = {
   matmul,
   lora_matmul,
   conv2d,
+  attention,
   group_norm,
   layer_norm,
   elementwise,
