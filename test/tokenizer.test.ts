@@ -1,0 +1,103 @@
+// CLIP tokenizer vs transformers 5.17 CLIPTokenizer ids (test/fixtures/clip_tokenizer/tokens.json, 35 prompts: case,
+// whitespace, accents, CJK, Greek/Cyrillic, emoji, HTML entities, '!' runs, special tokens typed in the text, exact and
+// over-long lengths) for both SDXL tokenizers: tokenizer (pad <|endoftext|>) and tokenizer_2 (pad '!').
+import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ClipTokenizer, TokenizerError } from '../src/text/clip_tokenizer.js';
+import golden from './fixtures/clip_tokenizer/tokens.json' with { type: 'json' };
+
+const DIR = new URL('./fixtures/clip_tokenizer/', import.meta.url).pathname;
+
+interface Case {
+  name: string;
+  prompt_utf8_hex: string;
+  input_ids_1: number[];
+  input_ids_2: number[];
+  content_ids: number[];
+  content_ids_2?: number[];
+  truncated: boolean;
+}
+const cases = golden.prompts as Case[];
+const promptOf = (c: Case) => Buffer.from(c.prompt_utf8_hex, 'hex').toString('utf8');
+
+let tok1: ClipTokenizer;
+let tok2: ClipTokenizer;
+beforeAll(async () => {
+  tok1 = await ClipTokenizer.fromFolder(DIR);
+  // SDXL's tokenizer_2 folder differs only by special_tokens_map.json naming pad_token '!'.
+  tok2 = await ClipTokenizer.fromFolder(DIR, { padToken: '!' });
+});
+
+describe('ClipTokenizer vs transformers CLIPTokenizer', () => {
+  it('special ids: bos 49406, eos 49407, unk 49407; pad 49407 (tokenizer) and 0 (tokenizer_2)', () => {
+    expect([tok1.bosId, tok1.eosId, tok1.padId, tok1.unkId]).toEqual(golden.checks.tok1_bos_eos_pad_unk);
+    expect([tok2.bosId, tok2.eosId, tok2.padId, tok2.unkId]).toEqual(golden.checks.tok2_bos_eos_pad_unk);
+    expect(tok1.vocabSize).toBe(golden.checks.len_tok1);
+    expect(tok1.maxLength).toBe(77);
+  });
+
+  for (const c of cases) {
+    it(`${c.name}: input_ids of both tokenizers and the untruncated content ids`, () => {
+      const prompt = promptOf(c);
+      const ids1 = tok1.encode(prompt);
+      const ids2 = tok2.encode(prompt);
+      expect(ids1, 'tokenizer input_ids').toEqual(c.input_ids_1);
+      expect(ids2, 'tokenizer_2 input_ids').toEqual(c.input_ids_2);
+      expect(tok1.encodeContent(prompt), 'content ids').toEqual(c.content_ids);
+      expect(tok2.encodeContent(prompt), 'tokenizer_2 content ids').toEqual(c.content_ids_2 ?? c.content_ids);
+      expect(c.truncated, 'truncated flag').toBe(c.content_ids.length > 75);
+    });
+  }
+
+  it('padding and truncation can be turned off', () => {
+    const prompt = promptOf(cases.find((c) => c.name === 'long')!);
+    const content = tok1.encodeContent(prompt);
+    expect(content.length).toBeGreaterThan(75);
+    expect(tok1.encode(prompt, { truncation: false, padding: false })).toEqual([49406, ...content, 49407]);
+    expect(tok1.encode('a cat', { padding: false })).toEqual([49406, ...tok1.encodeContent('a cat'), 49407]);
+    const short = tok1.encode(prompt, { maxLength: 10 });
+    expect(short).toEqual([49406, ...content.slice(0, 8), 49407]);
+  });
+});
+
+describe('ClipTokenizer files', () => {
+  it('reads pad_token from special_tokens_map.json ({content} form) and tokenizer_config.json', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'clip-tok-'));
+    try {
+      for (const f of ['vocab.json', 'merges.txt']) copyFileSync(join(DIR, f), join(dir, f));
+      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ pad_token: '<|endoftext|>', model_max_length: 77 }));
+      writeFileSync(join(dir, 'special_tokens_map.json'), JSON.stringify({ pad_token: { content: '!', lstrip: false } }));
+      const t = await ClipTokenizer.fromFolder(dir);
+      expect(t.padId).toBe(0);
+      expect(t.padToken).toBe('!');
+      rmSync(join(dir, 'special_tokens_map.json'));
+      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ pad_token: '!', model_max_length: 12 }));
+      const u = await ClipTokenizer.fromFolder(dir);
+      expect(u.padId).toBe(0);
+      expect(u.encode('a cat')).toEqual([49406, 320, 2368, 49407, 0, 0, 0, 0, 0, 0, 0, 0]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('errors name the file or token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'clip-tok-'));
+    try {
+      copyFileSync(join(DIR, 'vocab.json'), join(dir, 'vocab.json'));
+      await expect(ClipTokenizer.fromFolder(dir)).rejects.toThrow(/no merges\.txt/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const vocab = { a: 0, b: 1, 'a</w>': 2, 'b</w>': 3, 'ab</w>': 4, '<|startoftext|>': 5, '<|endoftext|>': 6 };
+    expect(() => new ClipTokenizer({ vocab, merges: 'a b</w>' }, { padToken: '!' })).toThrow(TokenizerError);
+    expect(() => new ClipTokenizer({ vocab, merges: 'a b</w>' }, { padToken: '!' })).toThrow(/pad token "!" is not in vocab\.json/);
+    expect(() => new ClipTokenizer({ vocab, merges: 'a b c' })).toThrow(/merges\.txt line 1 'a b c' is not 'a b'/);
+    expect(() => new ClipTokenizer({ vocab: '[1]', merges: 'a b' })).toThrow(/vocab\.json must be an object/);
+    // A toy vocabulary: 'ab' merges into one token, 'ba' stays two, an unknown byte maps to unk.
+    const t = new ClipTokenizer({ vocab, merges: '#version: 0.2\na b</w>\n' });
+    expect(t.encodeContent('AB ba c')).toEqual([4, 1, 2, 6]);
+    expect(() => t.encode('x', { maxLength: 1 })).toThrow(/maxLength must be an integer ≥ 2, got 1/);
+  });
+});
