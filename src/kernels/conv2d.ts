@@ -154,7 +154,7 @@ export interface ConvPlan {
 export const CONV_PLAN_KNOBS = {
   sms: 132,
   resident: { 64: 2, 32: 3, 16: 4 } as Record<number, number>,
-  intensity: { 64: 1, 32: 0.85, 16: 0.7 } as Record<number, number>,
+  intensity: { 64: 1, 32: 0.85, 16: 0.8 } as Record<number, number>,
   tailCost: 0.5,
   splitPenaltyK: 27,
   /** Fixed score lost per extra split (shorter K loops, the extra dispatch): ties go to fewer splits. */
@@ -163,7 +163,14 @@ export const CONV_PLAN_KNOBS = {
   maxSplits: 16,
   /** Below this many multiply-adds launch overhead dominates: the small tile, no split. */
   smallWork: 2 ** 24,
+  /**
+   * Presets tried for conv_wgrad. The conv entry (forward and input gradient) tries only `convOrder`: on the H100
+   * its gather kernel ran ~10× slower with 8 outputs per thread along pixels (tn = 8: large*, wide*; 15.6 ms for
+   * 3×3 320→320 at 128²) than with tn = 4 (medium 1.50 ms, tall16 split 4 1.75 ms for 1280→1280 at 32²), while
+   * conv_wgrad is fast with tn = 8 (TCD_CONV_SWEEP=1 bench, 2026-11-26).
+   */
   order: ['large16', 'large', 'wide16', 'tall16', 'wide', 'medium', 'small'] as (keyof typeof CONV_TILES)[],
+  convOrder: ['tall16', 'medium', 'small'] as (keyof typeof CONV_TILES)[],
 };
 
 /** Score of a tile and split under CONV_PLAN_KNOBS (higher is better; 1 = full waves, no waste, 8×8 per thread). */
@@ -184,14 +191,21 @@ export function convPlanScore(t: ConvTile, splitK: number, M: number, N: number,
  * The tile and K split for an M × N output with `kTiles(bk)` K tiles: the best-scoring (convPlanScore) preset that
  * runs here, over splits that keep at least minKTilesPerSplit K tiles each; the small tile for small problems.
  */
-export function chooseConvPlan(gpu: Gpu, M: number, N: number, kTiles: (bk: number) => number): ConvPlan {
+export function chooseConvPlan(
+  gpu: Gpu,
+  M: number,
+  N: number,
+  kTiles: (bk: number) => number,
+  entry: 'conv' | 'conv_wgrad' = 'conv',
+): ConvPlan {
   const k = CONV_PLAN_KNOBS;
-  const feasible = k.order.map((n) => CONV_TILES[n]).filter((t) => !convTileProblem(gpu, t));
+  const feasible = (entry === 'conv' ? k.convOrder : k.order).map((n) => CONV_TILES[n]).filter((t) => !convTileProblem(gpu, t));
   const small = feasible[feasible.length - 1] ?? CONV_TILES.small;
   const K = kTiles(1);
   if (M * N * K < k.smallWork || feasible.length === 0) return { tile: small, splitK: 1 };
   let best: ConvPlan & { score: number } = { tile: small, splitK: 1, score: -Infinity };
-  for (const t of feasible) {
+  // The last feasible preset is the small-problem fallback; it is scored only when nothing else runs here.
+  for (const t of feasible.length > 1 ? feasible.slice(0, -1) : feasible) {
     const groups = Math.ceil(M / t.bm) * Math.ceil(N / t.bn);
     const slots = k.sms * (k.resident[t.tm * t.tn] ?? 2);
     const maxS = groups >= slots ? 1 : Math.max(1, Math.min(k.maxSplits, Math.floor(kTiles(t.bk) / k.minKTilesPerSplit)));
@@ -350,10 +364,11 @@ function resolvePlan(
   M: number,
   N: number,
   kTiles: (bk: number) => number,
+  entry: 'conv' | 'conv_wgrad',
 ): ConvPlan {
   const plan = given?.tile
     ? { tile: given.tile, splitK: given.splitK ?? 1 }
-    : { ...chooseConvPlan(gpu, M, N, kTiles), ...(given?.splitK ? { splitK: given.splitK } : {}) };
+    : { ...chooseConvPlan(gpu, M, N, kTiles, entry), ...(given?.splitK ? { splitK: given.splitK } : {}) };
   const problem = convTileProblem(gpu, plan.tile);
   if (problem) throw new Error(`${label}: tile ${JSON.stringify(plan.tile)} cannot run here: ${problem}`);
   if (!Number.isInteger(plan.splitK) || plan.splitK < 1)
@@ -372,7 +387,7 @@ function runConv(c: ConvCall): Tensor {
     t1: Math.ceil(c.Cs / bk) * taps,
     t2: p2 ? Math.ceil(p2.C2 / bk) * (p2.mode === 1 ? 1 : taps) : 0,
   });
-  const { tile, splitK } = resolvePlan(gpu, c.label, c.plan, c.Cd, N, (bk) => kTiles(bk).t1 + kTiles(bk).t2);
+  const { tile, splitK } = resolvePlan(gpu, c.label, c.plan, c.Cd, N, (bk) => kTiles(bk).t1 + kTiles(bk).t2, 'conv');
   const { t1, t2 } = kTiles(tile.bk);
   const tilesK = t1 + t2;
   const splits = Math.max(1, Math.min(splitK, tilesK));
@@ -464,7 +479,7 @@ function runWgrad(c: WgradCall): Tensor {
   const M = Cd;
   const N = Cs * taps;
   const kTiles = (bk: number) => B * Hd * Math.ceil(Wd / bk);
-  const { tile, splitK } = resolvePlan(gpu, c.label, c.plan, M, N, kTiles);
+  const { tile, splitK } = resolvePlan(gpu, c.label, c.plan, M, N, kTiles, 'conv_wgrad');
   const tilesK = kTiles(tile.bk);
   // Partials must fit one binding.
   const maxSplits = Math.max(1, Math.floor(gpu.limits.maxStorageBufferBindingSize / Math.max(1, 4 * M * N)));
