@@ -80,15 +80,15 @@ function upload(c: Case, d: ReturnType<typeof data>) {
   };
 }
 
-async function checkForward(c: Case) {
+async function checkForward(c: Case, tol = FWD_TOL) {
   const d = data(c);
   const t = upload(c, d);
   const { o, lse } = attentionWithLse(t.q, t.k, t.v, optsOf(c));
   expect(o.shape).toEqual([c.B, c.N, c.heads * c.hd]);
   expect(lse.shape).toEqual([c.B, c.heads, c.N]);
   const ref = attentionRef(d.q, d.k, d.v, dimsOf(c));
-  expectClose(await o.toArray(), ref.o, FWD_TOL, `O ${name(c)}`);
-  expectClose(await lse.toArray(), ref.lse, FWD_TOL, `LSE ${name(c)}`);
+  expectClose(await o.toArray(), ref.o, tol, `O ${name(c)}`);
+  expectClose(await lse.toArray(), ref.lse, tol, `LSE ${name(c)}`);
   [t.q, t.k, t.v, o, lse].forEach((x) => x.release());
 }
 
@@ -130,8 +130,10 @@ describe('attention forward vs float64 reference', () => {
     await checkForward({ B: 2, N: 21, M: 30, heads: 3, hd: 40 });
     await checkForward({ B: 1, N: 30, M: 30, heads: 2, hd: 40, causal: true });
   });
-  it('large scores (|s| up to ~300) stay finite and exact: the online max keeps exp2 in range', () =>
-    checkForward({ B: 1, N: 40, M: 70, heads: 2, hd: 64, qk: 10, scale: 0.5 }));
+  // Scores near 300 carry f32 rounding of ~300·log2(e)·2^-24 per product term (and GPU exp2 is accurate to ~2 ulp
+  // only), so probabilities are good to ~1e-4 relative, not 1e-6 (measured on the H100: 3.2e-5 absolute).
+  it('large scores (|s| up to ~300) stay finite and accurate: the online max keeps exp2 in range', () =>
+    checkForward({ B: 1, N: 40, M: 70, heads: 2, hd: 64, qk: 10, scale: 0.5 }, { atol: 1e-4, rtol: 1e-3 }));
   it('causal row 0 attends to key 0 only: O = V[0], LSE = scale·q₀·k₀', async () => {
     const c: Case = { B: 1, N: 5, M: 5, heads: 2, hd: 64, causal: true };
     const d = data(c);
