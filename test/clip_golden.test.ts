@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gpu } from '../runtime/device.js';
 import { ShapeError } from '../runtime/errors.js';
 import { ClipTextModel, type ClipTextOutput } from '../src/text/clip_text_model.js';
-import type { ClipTextConfigJson } from '../src/text/clip_config.js';
+import { type ClipTextConfigJson, eosPosition } from '../src/text/clip_config.js';
 import { ClipTokenizer } from '../src/text/clip_tokenizer.js';
 import { encodePrompt } from '../src/text/encode_prompt.js';
 import { StateDictError, type StateDictEntry } from '../src/unet/weights.js';
@@ -154,6 +154,15 @@ describe('CLIP text model: weights and inputs', () => {
     dict.set('text_model.encoder.layers.0.mlp.fc1.bias', fc1);
     await expect(withProj.loadWeights(dict)).rejects.toThrow(/missing \(1\):\s+text_projection\.weight/);
     expect(() => withProj.forward([[1, 2]])).toThrow(/not loaded/);
+  });
+
+  it("pools at transformers' EOS position: argmax(ids) for the legacy eos_token_id 2 (SDXL configs), else the first eos", () => {
+    // SDXL tokenizer_2 rows: bos, content, eos 49407, pad 0 → argmax = the (only) eos. tokenizer rows pad with 49407:
+    // argmax returns the first maximum, the real eos.
+    expect(eosPosition([49406, 320, 2368, 49407, 0, 0], 2)).toBe(3);
+    expect(eosPosition([49406, 320, 2368, 49407, 49407, 49407], 2)).toBe(3);
+    expect(eosPosition([998, 5, 999, 999], 999)).toBe(2);
+    expect(eosPosition([998, 5, 6], 999)).toBe(0);
   });
 
   it('rejects ids outside the vocabulary, ragged rows, too many positions and hidden states that do not exist', () => {
