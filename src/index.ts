@@ -27,3 +27,5 @@ export * from './io/safetensors.js';
 export * from './io/checkpoint.js';
 export * from './io/lora_format.js';
 export * from './unet/index.js';
+export * from './kernels/embedding.js';
+export * from './text/index.js';
