@@ -12,9 +12,9 @@
 // conflicts, and its global stores coalesce. K is walked BK at a time through two shared buffers stored k-major
 // (As[k][m], Bs[k][n]; rows padded by PAD vec4s to spread the transposing stores over banks); the next tile's global
 // loads are issued into registers before the current tile is computed, so one barrier per tile suffices.
-// Loop bounds are override constants, which Dawn substitutes before the driver compiles, so the loops unroll and the
-// accumulators stay in registers. Private arrays have fixed maximal sizes (WGSL wants const sizes there); the wrapper
-// keeps TM, TN ≤ 8 and the per-thread tile loads ≤ 4 vec4s.
+// Sizes are override constants, which Dawn substitutes before the driver compiles. The register arrays have fixed
+// maximal sizes (WGSL wants const sizes there; the wrapper keeps TM, TN ∈ {4, 8} and ≤ 4 loads per thread) and are
+// indexed by constants only: per-row / per-unit code is written out under override guards instead of looped.
 //
 // VEC4 (set with the prelude's `Elem = vec4<f32>`): buffers are read and written as vec4s, which needs the
 // contiguous dim of every operand and N to be multiples of 4. Otherwise Elem = f32 and all accesses are scalar.
@@ -102,9 +102,10 @@ fn fetch4(buf: u32, e: u32, col: u32, rowLen: u32, valid: bool) -> vec4f {
     return vec4f(readBuf(buf, e / 4u));
   }
   var v = vec4f(0.0);
-  for (var c = 0u; c < 4u; c++) {
-    if (valid && col + c < rowLen) { v[c] = vec4f(readBuf(buf, e + c)).x; }
-  }
+  if (valid && col < rowLen) { v.x = vec4f(readBuf(buf, e)).x; }
+  if (valid && col + 1u < rowLen) { v.y = vec4f(readBuf(buf, e + 1u)).x; }
+  if (valid && col + 2u < rowLen) { v.z = vec4f(readBuf(buf, e + 2u)).x; }
+  if (valid && col + 3u < rowLen) { v.w = vec4f(readBuf(buf, e + 3u)).x; }
   return v;
 }
 
@@ -113,91 +114,134 @@ fn store4(toPre: bool, e: u32, col: u32, v: vec4f) {
     if (toPre) { pre[e / 4u] = elem4(v); } else { y[e / 4u] = elem4(v); }
     return;
   }
-  for (var c = 0u; c < 4u; c++) {
-    if (col + c < params.N) {
-      if (toPre) { pre[e + c] = Elem(v[c]); } else { y[e + c] = Elem(v[c]); }
-    }
+  if (toPre) {
+    pre[e] = Elem(v.x);  // col < N holds (emit checked it)
+    if (col + 1u < params.N) { pre[e + 1u] = Elem(v.y); }
+    if (col + 2u < params.N) { pre[e + 2u] = Elem(v.z); }
+    if (col + 3u < params.N) { pre[e + 3u] = Elem(v.w); }
+  } else {
+    y[e] = Elem(v.x);
+    if (col + 1u < params.N) { y[e + 1u] = Elem(v.y); }
+    if (col + 2u < params.N) { y[e + 2u] = Elem(v.z); }
+    if (col + 3u < params.N) { y[e + 3u] = Elem(v.w); }
   }
 }
 
-// Global loads of the A and B tiles at k0 of pair p into ra / rb. A unit is 4 elements along the stored contiguous dim.
-fn loadTile(p: u32, k0: u32, m0: u32, n0: u32, z: u32, lid: u32) {
+// Register arrays (acc, ra, rb) are only ever indexed by constants: the per-unit, per-row and per-column code below is
+// written out (guarded by override constants) rather than looped, because a single dynamically indexed access makes
+// a driver move the whole array to local memory. On the H100 that happened once the epilogue grew (bias, scalar
+// stores): 2 instead of 35 TFLOP/s.
+
+// Unit u (0 .. BM·BK/4) of the A tile at k0 of pair p: 4 elements along the stored contiguous dim.
+fn loadUnitA(p: u32, k0: u32, m0: u32, z: u32, u: u32) -> vec4f {
   let second = p == 1u;
   let kLen = select(params.K, params.K2, second);
-  let ta = select(TRANS_A, TRANS_A2, second);
-  let tb = select(TRANS_B, TRANS_B2, second);
-  let bufA = select(BUF_A, BUF_A2, second);
-  let bufB = select(BUF_B, BUF_B2, second);
-  let baseA = z * select(params.batchA, params.batchA2, second);
-  let baseB = z * select(params.batchB, params.batchB2, second);
-  for (var j = 0u; j < LA; j++) {
-    let u = lid + j * THREADS;
-    if (ta) {  // stored [K, M]: units run along M
-      let row = k0 + u / (BM / 4u);
-      let col = m0 + (u % (BM / 4u)) * 4u;
-      ra[j] = fetch4(bufA, baseA + row * params.M + col, col, params.M, row < kLen);
-    } else {   // stored [M, K]: units run along K
-      let row = m0 + u / (BK / 4u);
-      let col = k0 + (u % (BK / 4u)) * 4u;
-      ra[j] = fetch4(bufA, baseA + row * kLen + col, col, kLen, row < params.M);
-    }
+  let buf = select(BUF_A, BUF_A2, second);
+  let base = z * select(params.batchA, params.batchA2, second);
+  if (select(TRANS_A, TRANS_A2, second)) {  // stored [K, M]: units run along M
+    let row = k0 + u / (BM / 4u);
+    let col = m0 + (u % (BM / 4u)) * 4u;
+    return fetch4(buf, base + row * params.M + col, col, params.M, row < kLen);
   }
-  for (var j = 0u; j < LB; j++) {
-    let u = lid + j * THREADS;
-    if (tb) {  // stored [N, K]: units run along K
-      let row = n0 + u / (BK / 4u);
-      let col = k0 + (u % (BK / 4u)) * 4u;
-      rb[j] = fetch4(bufB, baseB + row * kLen + col, col, kLen, row < params.N);
-    } else {   // stored [K, N]: units run along N
-      let row = k0 + u / (BN / 4u);
-      let col = n0 + (u % (BN / 4u)) * 4u;
-      rb[j] = fetch4(bufB, baseB + row * params.N + col, col, params.N, row < kLen);
-    }
-  }
+  let row = m0 + u / (BK / 4u);             // stored [M, K]: units run along K
+  let col = k0 + (u % (BK / 4u)) * 4u;
+  return fetch4(buf, base + row * kLen + col, col, kLen, row < params.M);
 }
 
-// ra / rb into shared buffer `buf`, k-major; units that run along K are scattered one element per k-row.
-fn storeTile(p: u32, buf: u32, lid: u32) {
+fn loadUnitB(p: u32, k0: u32, n0: u32, z: u32, u: u32) -> vec4f {
   let second = p == 1u;
-  let ta = select(TRANS_A, TRANS_A2, second);
-  let tb = select(TRANS_B, TRANS_B2, second);
-  let offA = buf * BK * SA;
-  let offB = buf * BK * SB;
-  for (var j = 0u; j < LA; j++) {
-    let u = lid + j * THREADS;
-    if (ta) {
-      As[offA + (u / (BM / 4u)) * SA + u % (BM / 4u)] = ra[j];
-    } else {
-      let m = u / (BK / 4u);
-      let k = (u % (BK / 4u)) * 4u;
-      for (var c = 0u; c < 4u; c++) { As[offA + (k + c) * SA + m / 4u][m % 4u] = ra[j][c]; }
-    }
+  let kLen = select(params.K, params.K2, second);
+  let buf = select(BUF_B, BUF_B2, second);
+  let base = z * select(params.batchB, params.batchB2, second);
+  if (select(TRANS_B, TRANS_B2, second)) {  // stored [N, K]: units run along K
+    let row = n0 + u / (BK / 4u);
+    let col = k0 + (u % (BK / 4u)) * 4u;
+    return fetch4(buf, base + row * kLen + col, col, kLen, row < params.N);
   }
-  for (var j = 0u; j < LB; j++) {
-    let u = lid + j * THREADS;
-    if (tb) {
-      let n = u / (BK / 4u);
-      let k = (u % (BK / 4u)) * 4u;
-      for (var c = 0u; c < 4u; c++) { Bs[offB + (k + c) * SB + n / 4u][n % 4u] = rb[j][c]; }
-    } else {
-      Bs[offB + (u / (BN / 4u)) * SB + u % (BN / 4u)] = rb[j];
-    }
+  let row = k0 + u / (BN / 4u);             // stored [K, N]: units run along N
+  let col = n0 + (u % (BN / 4u)) * 4u;
+  return fetch4(buf, base + row * params.N + col, col, params.N, row < kLen);
+}
+
+// Global loads of the next tile into registers (ra, rb); at most 4 units per thread (the wrapper checks).
+fn loadTile(p: u32, k0: u32, m0: u32, n0: u32, z: u32, lid: u32) {
+  ra[0] = loadUnitA(p, k0, m0, z, lid);
+  if (LA > 1u) { ra[1] = loadUnitA(p, k0, m0, z, lid + THREADS); }
+  if (LA > 2u) { ra[2] = loadUnitA(p, k0, m0, z, lid + 2u * THREADS); }
+  if (LA > 3u) { ra[3] = loadUnitA(p, k0, m0, z, lid + 3u * THREADS); }
+  rb[0] = loadUnitB(p, k0, n0, z, lid);
+  if (LB > 1u) { rb[1] = loadUnitB(p, k0, n0, z, lid + THREADS); }
+  if (LB > 2u) { rb[2] = loadUnitB(p, k0, n0, z, lid + 2u * THREADS); }
+  if (LB > 3u) { rb[3] = loadUnitB(p, k0, n0, z, lid + 3u * THREADS); }
+}
+
+// Unit u into shared buffer `buf`, k-major; units that run along K are scattered one element per k-row.
+fn storeUnitA(p: u32, buf: u32, u: u32, v: vec4f) {
+  let off = buf * BK * SA;
+  if (select(TRANS_A, TRANS_A2, p == 1u)) {
+    As[off + (u / (BM / 4u)) * SA + u % (BM / 4u)] = v;
+    return;
   }
+  let m = u / (BK / 4u);
+  let k = (u % (BK / 4u)) * 4u;
+  As[off + k * SA + m / 4u][m % 4u] = v.x;
+  As[off + (k + 1u) * SA + m / 4u][m % 4u] = v.y;
+  As[off + (k + 2u) * SA + m / 4u][m % 4u] = v.z;
+  As[off + (k + 3u) * SA + m / 4u][m % 4u] = v.w;
+}
+
+fn storeUnitB(p: u32, buf: u32, u: u32, v: vec4f) {
+  let off = buf * BK * SB;
+  if (!select(TRANS_B, TRANS_B2, p == 1u)) {
+    Bs[off + (u / (BN / 4u)) * SB + u % (BN / 4u)] = v;
+    return;
+  }
+  let n = u / (BK / 4u);
+  let k = (u % (BK / 4u)) * 4u;
+  Bs[off + k * SB + n / 4u][n % 4u] = v.x;
+  Bs[off + (k + 1u) * SB + n / 4u][n % 4u] = v.y;
+  Bs[off + (k + 2u) * SB + n / 4u][n % 4u] = v.z;
+  Bs[off + (k + 3u) * SB + n / 4u][n % 4u] = v.w;
+}
+
+fn storeTile(p: u32, buf: u32, lid: u32) {
+  storeUnitA(p, buf, lid, ra[0]);
+  if (LA > 1u) { storeUnitA(p, buf, lid + THREADS, ra[1]); }
+  if (LA > 2u) { storeUnitA(p, buf, lid + 2u * THREADS, ra[2]); }
+  if (LA > 3u) { storeUnitA(p, buf, lid + 3u * THREADS, ra[3]); }
+  storeUnitB(p, buf, lid, rb[0]);
+  if (LB > 1u) { storeUnitB(p, buf, lid + THREADS, rb[1]); }
+  if (LB > 2u) { storeUnitB(p, buf, lid + 2u * THREADS, rb[2]); }
+  if (LB > 3u) { storeUnitB(p, buf, lid + 3u * THREADS, rb[3]); }
+}
+
+// Row r of the thread's outputs += av · (its TN columns): acc[r·TN/4 + j] for the column groups j.
+fn fmaRow(r: u32, av: f32, b0: vec4f, b1: vec4f) {
+  let i = r * (TN / 4u);
+  acc[i] = fma(vec4f(av), b0, acc[i]);
+  if (TN == 8u) { acc[i + 1u] = fma(vec4f(av), b1, acc[i + 1u]); }
 }
 
 fn computeTile(buf: u32, tx: u32, ty: u32) {
   let offA = buf * BK * SA + ty;
   let offB = buf * BK * SB + tx;
-  var fa: array<vec4f, 2>;
-  var fb: array<vec4f, 2>;
   for (var k = 0u; k < BK; k++) {
-    for (var i = 0u; i < TM / 4u; i++) { fa[i] = As[offA + k * SA + i * WG_Y]; }
-    for (var j = 0u; j < TN / 4u; j++) { fb[j] = Bs[offB + k * SB + j * WG_X]; }
-    for (var r = 0u; r < TM; r++) {
-      let av = vec4f(fa[r / 4u][r % 4u]);
-      for (var j = 0u; j < TN / 4u; j++) {
-        acc[r * (TN / 4u) + j] = fma(av, fb[j], acc[r * (TN / 4u) + j]);
-      }
+    // Rows ty·4 .. +3 and, with TM = 8, 4·WG_Y rows further; columns likewise with WG_X.
+    let a0 = As[offA + k * SA];
+    let b0 = Bs[offB + k * SB];
+    var a1 = vec4f(0.0);
+    var b1 = vec4f(0.0);
+    if (TM == 8u) { a1 = As[offA + k * SA + WG_Y]; }
+    if (TN == 8u) { b1 = Bs[offB + k * SB + WG_X]; }
+    fmaRow(0u, a0.x, b0, b1);
+    fmaRow(1u, a0.y, b0, b1);
+    fmaRow(2u, a0.z, b0, b1);
+    fmaRow(3u, a0.w, b0, b1);
+    if (TM == 8u) {
+      fmaRow(4u, a1.x, b0, b1);
+      fmaRow(5u, a1.y, b0, b1);
+      fmaRow(6u, a1.z, b0, b1);
+      fmaRow(7u, a1.w, b0, b1);
     }
   }
 }
@@ -227,6 +271,23 @@ fn activate(x: vec4f) -> vec4f {
   }
 }
 
+// Epilogue of 4 outputs (row m, columns n .. n+3): alpha, bias, optional pre-activation store, activation, store.
+fn emit(m: u32, n: u32, z: u32, sum: vec4f) {
+  if (m >= params.M || n >= params.N) { return; }
+  var v = params.alpha * sum;
+  if (HAS_BIAS) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
+  let e = z * params.batchY + m * params.N + n;
+  if (params.storePre != 0u) { store4(true, e, n, v); }
+  store4(false, e, n, activate(v));
+}
+
+fn emitRow(r: u32, m0: u32, n0: u32, tx: u32, ty: u32, z: u32) {
+  let m = m0 + (r / 4u) * WG_Y * 4u + ty * 4u + r % 4u;
+  let i = r * (TN / 4u);
+  emit(m, n0 + tx * 4u, z, acc[i]);
+  if (TN == 8u) { emit(m, n0 + WG_X * 4u + tx * 4u, z, acc[i + 1u]); }
+}
+
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
           @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -245,8 +306,9 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   let nt1 = (params.K + BK - 1u) / BK;
   let nt = nt1 + select(0u, (params.K2 + BK - 1u) / BK, PAIR2);
   if (nt > 0u) {
-    loadTile(0u, 0u, m0, n0, z, lid);
-    storeTile(0u, 0u, lid);
+    let p0 = select(0u, 1u, PAIR2 && nt1 == 0u);  // K = 0: the first tile is the second pair's
+    loadTile(p0, 0u, m0, n0, z, lid);
+    storeTile(p0, 0u, lid);
   }
   workgroupBarrier();
   for (var t = 0u; t < nt; t++) {
@@ -262,18 +324,14 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     workgroupBarrier();
   }
 
-  // Guards rather than `continue`, so the loops unroll (also on lavapipe, where that compiles faster).
-  for (var r = 0u; r < TM; r++) {
-    let m = m0 + (r / 4u) * WG_Y * 4u + ty * 4u + r % 4u;
-    for (var j = 0u; j < TN / 4u; j++) {
-      let n = n0 + j * WG_X * 4u + tx * 4u;
-      if (m < params.M && n < params.N) {
-        var v = params.alpha * acc[r * (TN / 4u) + j];
-        if (HAS_BIAS) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
-        let e = z * params.batchY + m * params.N + n;
-        if (params.storePre != 0u) { store4(true, e, n, v); }
-        store4(false, e, n, activate(v));
-      }
-    }
+  emitRow(0u, m0, n0, tx, ty, z);
+  emitRow(1u, m0, n0, tx, ty, z);
+  emitRow(2u, m0, n0, tx, ty, z);
+  emitRow(3u, m0, n0, tx, ty, z);
+  if (TM == 8u) {
+    emitRow(4u, m0, n0, tx, ty, z);
+    emitRow(5u, m0, n0, tx, ty, z);
+    emitRow(6u, m0, n0, tx, ty, z);
+    emitRow(7u, m0, n0, tx, ty, z);
   }
 }

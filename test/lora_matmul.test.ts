@@ -1,6 +1,7 @@
 // The fused LoRA linear layer against the float64 reference and against the same computation composed from
 // primitives (matmul + elementwise add / scale), its backward against the reference and finite differences, and
-// the guarantee that W (frozen) never gets a gradient.
+// the guarantee that W (frozen) never gets a gradient. All shapes run vec4 access (the GPU path): every contiguous dim
+// a multiple of 4 (M is free); the scalar access code is shared with the matmul tests.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gpu } from '../runtime/device.js';
 import { ShapeError } from '../runtime/errors.js';
@@ -51,10 +52,9 @@ function setup(d: Dims, seed: number) {
 }
 
 describe('loraLinear forward', () => {
-  // Scalar access (K = 7, N = 6, r = 3), and vec4 access (all multiples of 4; r = 4 as in small LoRA ranks).
   const cases: [string, Dims][] = [
-    ['scalar', { lead: [2, 5], K: 7, N: 6, r: 3 }],
-    ['vec4', { lead: [12], K: 16, N: 20, r: 4 }],
+    ['rows [2, 5]', { lead: [2, 5], K: 8, N: 12, r: 4 }],
+    ['rows [13]', { lead: [13], K: 16, N: 20, r: 8 }],
   ];
   for (const [name, d] of cases) {
     it(`${name}: x ${JSON.stringify([...d.lead, d.K])}, rank ${d.r}, matches the reference and the composed primitives`, async () => {
@@ -96,8 +96,9 @@ describe('loraLinear forward', () => {
 });
 
 describe('loraLinear backward', () => {
-  // N·K = 42 is unlike every other buffer size here, so an allocation of that size would be a dW.
-  const d: Dims = { lead: [2, 5], K: 7, N: 6, r: 3 };
+  // N·K = 96 elements is unlike every other buffer size here (80, 32, 48, 40, 120, 12), so an allocation of that
+  // size would be a dW.
+  const d: Dims = { lead: [2, 5], K: 8, N: 12, r: 4 };
 
   it('matches the reference and finite differences for dx, dA, dB, db', async () => {
     const s = setup(d, 31);

@@ -2,10 +2,10 @@
 // transpose combination, batches and broadcast, bias + each activation, each tile preset, vec4 and scalar access),
 // and matmulBackward against the reference and finite differences.
 //
-// Each pipeline variant costs seconds of LLVM compile on lavapipe, so the cases are laid out to share eleven
-// variants (small tile unless named): plain epilogue in FF/FT/TF/TT scalar and FF vec4; one activation + bias per
-// transpose combination (gelu_tanh TF in vec4: the transposed-A vec4 path); the large tile (FF vec4) and the medium
-// tile (FT vec4 + bias: the transposed-B vec4 path) once each. The backward GEMMs reuse the plain ones.
+// Each pipeline variant costs seconds of LLVM compile on lavapipe, so the cases share nine variants (small tile
+// unless named): plain epilogue in FT/TF/TT scalar (what the backward GEMMs need); one activation + bias per transpose
+// combination (silu FF, gelu_erf TT, quick_gelu FT scalar; gelu_tanh TF vec4: the transposed-A vec4 path); the
+// large tile (FF vec4 plain: the 4096³ bench path) and the medium tile (FT vec4 + bias: the transposed-B vec4 path).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gpu } from '../runtime/device.js';
 import { ShapeError } from '../runtime/errors.js';
@@ -16,6 +16,7 @@ import {
   type MatmulTile,
   chooseMatmulTile,
   gemmVariant,
+  splitKFor,
   matmul,
   matmulBackward,
   matmulWithPre,
@@ -77,6 +78,10 @@ async function check(c: Case, what: string): Promise<void> {
 const sa = (M: number, K: number, t = false, batch: number[] = []) => [...batch, ...(t ? [K, M] : [M, K])];
 const sb = (K: number, N: number, t = false, batch: number[] = []) => [...batch, ...(t ? [N, K] : [K, N])];
 
+const LARGE = MATMUL_TILES.large;
+/** The plain shape checks ride on the bias + silu variant (scalar), or the large tile (vec4). */
+const SILU = { bias: true, activation: 'silu' as const };
+
 describe('matmul forward', () => {
   // Scalar access (a contiguous dim or N not a multiple of 4), off every tile edge, size-1 dims.
   for (const [M, K, N] of [
@@ -88,16 +93,16 @@ describe('matmul forward', () => {
     [64, 64, 1],
     [1, 5, 7],
   ]) {
-    it(`${M}x${K}x${N} (M x K x N)`, async () => check({ aShape: [M, K], bShape: [K, N] }, `${M}x${K}x${N}`));
+    it(`${M}x${K}x${N} (M x K x N), bias + silu`, async () => check({ aShape: [M, K], bShape: [K, N], ...SILU }, `${M}x${K}x${N}`));
   }
-  // vec4 access.
+  // vec4 access, large tile: one tile exactly, and shapes far smaller than one tile.
   for (const [M, K, N] of [
     [128, 128, 128],
     [1, 64, 64],
     [36, 20, 44],
     [4, 4, 4],
   ]) {
-    it(`${M}x${K}x${N} aligned`, async () => check({ aShape: [M, K], bShape: [K, N] }, `${M}x${K}x${N}`));
+    it(`${M}x${K}x${N} aligned, large tile`, async () => check({ aShape: [M, K], bShape: [K, N], tile: LARGE }, `${M}x${K}x${N}`));
   }
 
   it('transA and transB, scalar', async () => {
@@ -109,13 +114,14 @@ describe('matmul forward', () => {
       await check({ aShape: sa(33, 17, tA), bShape: sb(17, 21, tB), transA: tA, transB: tB }, `tA=${tA} tB=${tB}`);
   });
 
-  it('batch 3 on both sides', async () => check({ aShape: [3, 19, 12], bShape: [3, 12, 10] }, 'batch 3'));
+  it('batch 3 on both sides', async () => check({ aShape: [3, 19, 12], bShape: [3, 12, 10], ...SILU }, 'batch 3'));
   it('batch [3, 1] with both transposed', async () =>
     check({ aShape: sa(19, 12, true, [3, 1]), bShape: sb(12, 10, true, [3, 1]), transA: true, transB: true }, 'batch [3,1] tA tB'));
-  it('a batch of A against one B (folded into M)', async () => check({ aShape: [2, 3, 9, 8], bShape: [8, 12] }, 'A batch folded'));
+  it('a batch of A against one B (folded into M)', async () =>
+    check({ aShape: [2, 3, 9, 8], bShape: [8, 12], tile: LARGE }, 'A batch folded'));
   it('a batch of transposed A against one B', async () =>
     check({ aShape: sa(9, 8, true, [3]), bShape: sb(8, 12, false, [1]), transA: true }, 'A batch, tA'));
-  it('one A against a batch of B', async () => check({ aShape: [9, 8], bShape: [4, 8, 12] }, 'B batch'));
+  it('one A against a batch of B', async () => check({ aShape: [9, 8], bShape: [4, 8, 12], tile: LARGE }, 'B batch'));
 
   // One activation per transpose combination, each with bias (and alpha somewhere).
   const acts: [Activation, boolean, boolean, Partial<Case>][] = [
@@ -133,18 +139,32 @@ describe('matmul forward', () => {
   }
 
   it('large tile (128x128, 8x8 per thread) on a partial grid, vec4', async () => {
-    const tile = MATMUL_TILES.large;
-    if (tileProblem(gpu, tile)) return;
     // Past one tile in M, past two in N; K past two BK steps.
-    await check({ aShape: [140, 20], bShape: [20, 260], tile }, 'large');
+    await check({ aShape: [140, 20], bShape: [20, 260], tile: LARGE }, 'large');
   });
-  it('medium tile (64x64, 8x8 per thread) with bias, transB, vec4', async () => {
+  it('medium tile (64x128, 8x8 per thread) with bias, transB, vec4', async () => {
     const tile = MATMUL_TILES.medium;
     await check({ aShape: [76, 20], bShape: sb(20, 132, true), transB: true, bias: true, tile }, 'medium');
   });
 
   it('K = 0 gives act(bias)', async () => {
     await check({ aShape: sa(3, 0, true), bShape: sb(0, 5, true), transA: true, transB: true, bias: true, activation: 'gelu_erf' }, 'K=0');
+  });
+
+  it('splits K for K-major reductions into small outputs (weight-gradient shape)', async () => {
+    const t = MATMUL_TILES.small;
+    const call = (M: number, K: number, N: number): GemmCall => {
+      const z = undefined as unknown as Tensor;
+      return { M, N, K, batch: 1, a: { t: z, trans: true, batchStride: 0 }, b: { t: z, trans: false, batchStride: 0 }, outShape: [M, N], label: 's' };
+    };
+    expect(splitKFor(call(7, 1024, 9), t)).toBe(4); // slices of 256 rows
+    expect(splitKFor(call(7, 600, 9), t)).toBe(2);
+    expect(splitKFor(call(7, 601, 9), t)).toBe(1); // K odd: no even split
+    expect(splitKFor(call(7, 256, 9), t)).toBe(1);
+    expect(splitKFor(call(512, 1024, 512), t)).toBe(1); // enough tiles already
+    expect(splitKFor({ ...call(7, 1024, 9), b: { ...call(7, 1024, 9).b, trans: true } }, t)).toBe(1); // B not K-major
+    // Aᵀ·B over 1024 rows, scalar (M = 7, N = 9): runs as 4 slices and one sum.
+    await check({ aShape: sa(7, 1024, true), bShape: sb(1024, 9), transA: true }, 'split-K 4');
   });
 
   it('uses vec4 access exactly where every contiguous dim and N are multiples of 4', () => {
@@ -193,7 +213,11 @@ describe('matmul forward', () => {
     ])
       expect(tileProblem(gpu, chooseMatmulTile(gpu, M, N))).toBeNull();
     expect(chooseMatmulTile(gpu, 4096, 4096)).toEqual(MATMUL_TILES.large);
-    expect(chooseMatmulTile(gpu, 77, 1280)).not.toEqual(MATMUL_TILES.large);
+    expect(chooseMatmulTile(gpu, 4096, 5120)).toEqual(MATMUL_TILES.large);
+    // Fewer than 160 large tiles: the small tile was faster on the H100.
+    expect(chooseMatmulTile(gpu, 1024, 1280)).toEqual(MATMUL_TILES.small);
+    expect(chooseMatmulTile(gpu, 77, 1280)).toEqual(MATMUL_TILES.small);
+    expect(chooseMatmulTile(gpu, 1024, 1280, 2)).toEqual(MATMUL_TILES.large);
     // A tile that does not fit 256 invocations or the workgroup storage is refused, naming the limit.
     if (gpu.maxInvocations <= 256) expect(tileProblem(gpu, { ...MATMUL_TILES.large, tm: 4, tn: 4 })).toMatch(/Invocations/);
   });
@@ -206,7 +230,7 @@ describe('matmul backward', () => {
     { aShape: sa(9, 7, true), bShape: sb(7, 6, true), transA: true, transB: true, bias: true, activation: 'gelu_erf', alpha: 0.7 },
     { aShape: [2, 5, 7], bShape: [7, 6], bias: true, activation: 'silu' },
     { aShape: sa(5, 7, true, [2]), bShape: sb(7, 6, true), transA: true, transB: true },
-    { aShape: [5, 7], bShape: sb(7, 3, true, [3]), transB: true },
+    { aShape: sa(5, 7, true), bShape: sb(7, 3, true, [3]), transA: true, transB: true },
   ];
   for (const c of configs) {
     const name =

@@ -47,13 +47,14 @@ export interface MatmulTile {
 }
 
 /**
- * Presets: large for big GEMMs (256 threads, 8×8 outputs each), medium (64 threads, 8×8) and small (64 threads,
- * 4×4) for shapes with few tiles. All fit 256 invocations and 32 KiB of workgroup storage. bk = 8 keeps the
- * unrolled inner loop short, which also halves lavapipe's compile time against bk = 16.
+ * Presets, all within 256 invocations and 32 KiB of workgroup storage. Measured on the H100 (Dawn/Vulkan, f32,
+ * 4096³): large (128×128, 256 threads of 8×8) 33–38 TFLOP/s; medium (64×128, 128 threads of 8×8) 31; small (32×32,
+ * 64 threads of 4×4) 22, but the best where the output has few large tiles (e.g. 1024×1280 outputs: 18.7 vs 16.1).
+ * bk = 8: bk = 16 measured 23 TFLOP/s on the same large tile, and compiles twice as slowly on lavapipe.
  */
 export const MATMUL_TILES = {
   large: { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, pad: 1, group: 8 },
-  medium: { bm: 64, bn: 64, bk: 8, tm: 8, tn: 8, pad: 1, group: 8 },
+  medium: { bm: 64, bn: 128, bk: 8, tm: 8, tn: 8, pad: 1, group: 8 },
   small: { bm: 32, bn: 32, bk: 8, tm: 4, tn: 4, pad: 1, group: 8 },
 } as const satisfies Record<string, MatmulTile>;
 
@@ -156,17 +157,36 @@ export function tileProblem(gpu: Gpu, t: MatmulTile): string | null {
 
 const tilesOf = (t: MatmulTile, M: number, N: number) => Math.ceil(M / t.bm) * Math.ceil(N / t.bn);
 
+/** Workgroups of the large tile from which it beats the small one (H100: equal at 160, small ahead at 80). */
+export const LARGE_TILE_MIN_GROUPS = 160;
+
 /**
- * The tile for an M × N output (times batch): the largest preset that still gives enough workgroups to fill a big
- * GPU (a 128×128 tile has 4× the arithmetic intensity of 64×64 but 1/4 the workgroups).
+ * The tile for an M × N output (times batch): the large tile when it still makes enough workgroups to fill a big
+ * GPU (4× the arithmetic intensity of 64×64, 1/4 the workgroups), else the small one.
  */
 export function chooseMatmulTile(gpu: Gpu, M: number, N: number, batch = 1): MatmulTile {
-  const order: [MatmulTile, number][] = [
-    [MATMUL_TILES.large, 128],
-    [MATMUL_TILES.medium, 128],
-  ];
-  for (const [t, minGroups] of order) if (!tileProblem(gpu, t) && tilesOf(t, M, N) * batch >= minGroups) return t;
+  const large = MATMUL_TILES.large;
+  if (!tileProblem(gpu, large) && tilesOf(large, M, N) * batch >= LARGE_TILE_MIN_GROUPS) return large;
   return MATMUL_TILES.small;
+}
+
+/** Split-K aims for this many workgroups ... */
+const SPLIT_K_TARGET_GROUPS = 256;
+/** ... while each split keeps at least this many K steps. */
+const SPLIT_K_MIN_K = 256;
+
+/**
+ * How many K-slices a GEMM runs as (1: no split). Weight gradients (dW = Xᵀ·dY, LoRA's dA and dB) reduce over
+ * thousands of rows into small outputs, which alone make a few dozen workgroups. Where both operands are stored
+ * K-major (A transposed, B not), slice s of K is a contiguous matrix at offset s·(K/S)·rows, so the slices run as
+ * the grid's batch and one sum over them follows. Only for a single plain GEMM (no bias, activation or second pair).
+ */
+export function splitKFor(c: GemmCall, tile: MatmulTile): number {
+  if (!c.a.trans || c.b.trans || c.batch !== 1 || c.pair2 || c.bias || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
+  const tiles = tilesOf(tile, c.M, c.N);
+  let s = 1;
+  while (tiles * s < SPLIT_K_TARGET_GROUPS && c.K % (2 * s) === 0 && c.K / (2 * s) >= SPLIT_K_MIN_K) s *= 2;
+  return s;
 }
 
 /** One operand of a GEMM: a contiguous tensor, whether it is stored transposed, the element stride between batches. */
@@ -195,6 +215,8 @@ export interface GemmCall {
   readonly tile?: MatmulTile;
   /** Force scalar access even where vec4 alignment holds (tests). */
   readonly scalar?: boolean;
+  /** K-slices (default: splitKFor; 1 disables). */
+  readonly splitK?: number;
 }
 
 const scratch = new WeakMap<Gpu, Tensor>();
@@ -241,8 +263,35 @@ export function gemmVariant(gpu: Gpu, c: GemmCall): MatmulVariant {
   };
 }
 
-/** Runs one GEMM; returns Y (and Z when storePre). */
+/** Runs one GEMM (split over K where that helps, see splitKFor); returns Y (and Z when storePre). */
 export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
+  const gpu = c.a.t.gpu;
+  const tile = c.tile ?? chooseMatmulTile(gpu, c.M, c.N, c.batch);
+  const s = c.splitK ?? splitKFor(c, tile);
+  if (s > 1) {
+    if (c.K % s !== 0) throw new Error(`${c.label}: split-K ${s} does not divide K = ${c.K}`);
+    const kc = c.K / s;
+    // A stored [K, M] and B stored [K, N]: slice z starts kc rows further in each.
+    const partial = gemmOnce({
+      ...c,
+      K: kc,
+      batch: s,
+      a: { ...c.a, batchStride: kc * c.M },
+      b: { ...c.b, batchStride: kc * c.N },
+      outShape: [s, c.M, c.N],
+      label: `${c.label}.splitK${s}`,
+      tile,
+    }).y;
+    const sum = sumTo(partial, [c.M, c.N]);
+    partial.release();
+    const y = sum.reshape(c.outShape);
+    sum.release();
+    return { y };
+  }
+  return gemmOnce({ ...c, tile });
+}
+
+function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
   const gpu = c.a.t.gpu;
   const variant = gemmVariant(gpu, c);
   const tile = variant;
