@@ -1,6 +1,7 @@
 // Bundles what runs on the GPU machine into .gpu-dist/ (one file per entry, no node_modules needed there):
 //   .gpu-dist/tests/<name>.test.mjs  the vitest files, run under node:test (vitest → test/gpu/vitest_shim.ts)
 //   .gpu-dist/bench.mjs              npm run bench
+//   .gpu-dist/sdxl_unet.mjs          bench/sdxl_unet.ts (whole SDXL UNet: forward, LoRA training step; --help)
 // dawn.node stays external ('webgpu'): .gpu/enter.sh links the carried copy. Run with:
 //   source .gpu/enter.sh; node --test .gpu-dist/tests/*.test.mjs   |   node .gpu-dist/bench.mjs
 import { build } from 'esbuild';
@@ -38,4 +39,6 @@ await build({
 symlinkSync('../../test/fixtures', join(out, 'tests', 'fixtures'));
 if (existsSync(join(root, 'bench/run.ts')))
   await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
+// The whole-UNet benchmark (random weights; SDXL config and PyTorch anchors bundled in).
+await build({ ...common, entryPoints: [join(root, 'bench/sdxl_unet.ts')], outfile: join(out, 'sdxl_unet.mjs') });
 console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} into .gpu-dist/`);

@@ -1,0 +1,88 @@
+// Per-op-type GPU time of one profiled run (gpu.startProfiling(): one timestamped pass per dispatch), grouped from the
+// dispatch labels: layers label their dispatches with their module path, kernels called directly '<kernel>.<entry>'.
+
+export interface OpGroup {
+  group: string;
+  ms: number;
+  /** Part of ms spent in backward dispatches. */
+  backward_ms: number;
+  dispatches: number;
+}
+export interface Profile {
+  /** Sum of the timed dispatches (ms): GPU busy time, without the gaps between passes. */
+  gpu_ms: number;
+  dispatches: number;
+  groups: OpGroup[];
+  /** The costliest dispatch kinds (labels with repeat indices folded, see labelKind). */
+  top: { label: string; ms: number; dispatches: number }[];
+}
+
+const LINEAR_MODULE = /(?:^|\.)(?:to_[qkv]|to_out\.\d+|ff\.net\.\d+(?:\.proj)?|proj_in|proj_out|time_emb_proj|linear_\d+)$/;
+const CONV_MODULE = /(?:^|\.)(?:conv\d*|conv_shortcut|conv_in|conv_out)$/;
+
+/**
+ * Op type of a dispatch label. Layers label their dispatches with their module path (plus '.h' for the LoRA down
+ * projection and ' backward.<what>' in the backward); kernels called directly use '<kernel>.<entry>'.
+ */
+export function opType(label: string): string {
+  const [path] = label.split(' backward');
+  const module = path.replace(/\.(h|forward)$/, '');
+  if (/\.attn\d$/.test(module)) return 'attention';
+  if (LINEAR_MODULE.test(module)) return 'linear (matmul)';
+  if (CONV_MODULE.test(module)) return 'conv2d';
+  const l = label.toLowerCase();
+  const rules: [RegExp, string][] = [
+    [/^conv2d\.pack_weight/, 'conv2d weight packing'],
+    [/^conv2d|^lora_conv/, 'conv2d'],
+    [/^matmul|^lora_linear|^lora_matmul/, 'linear (matmul)'],
+    [/attention|softmax/, 'attention'],
+    [/group_norm/, 'group_norm'],
+    [/layer_norm/, 'layer_norm'],
+    [/geglu/, 'geglu'],
+    [/^(unary|binary)/, 'elementwise'],
+    [/^(sum|mean|reduce)|l2/, 'reduce'],
+    [/transpose/, 'transpose'],
+    [/^resample/, 'resample / concat'],
+    [/timestep/, 'timestep embedding'],
+    [/adamw|clip/, 'adamw'],
+    [/^random/, 'random fill'],
+  ];
+  for (const [re, g] of rules) if (re.test(l)) return g;
+  return l.split(/[.([{ ]/)[0] || 'other';
+}
+
+/** Whether a dispatch belongs to a backward pass (layer ' backward.*', kernel '*_grad' / 'bwd' / '*_backward'). */
+export function isBackward(label: string): boolean {
+  return / backward/.test(label) || /_grad|bwd|_backward|^sumTo/.test(label);
+}
+
+/** Label with the repeat indices folded (levels kept): 'up_blocks.1.attentions.#.transformer_blocks.#.attn1.forward'. */
+export function labelKind(label: string): string {
+  return label.replace(/\b(attentions|transformer_blocks|resnets)\.\d+/g, '$1.#').replace(/_vec\d+$/, '');
+}
+
+export function summarize(times: { label: string; ms: number }[]): Profile {
+  const groups = new Map<string, OpGroup>();
+  const kinds = new Map<string, { label: string; ms: number; dispatches: number }>();
+  let total = 0;
+  for (const t of times) {
+    total += t.ms;
+    const g = opType(t.label);
+    const e = groups.get(g) ?? { group: g, ms: 0, backward_ms: 0, dispatches: 0 };
+    e.ms += t.ms;
+    if (isBackward(t.label)) e.backward_ms += t.ms;
+    e.dispatches++;
+    groups.set(g, e);
+    const kind = labelKind(t.label);
+    const k = kinds.get(kind) ?? { label: kind, ms: 0, dispatches: 0 };
+    k.ms += t.ms;
+    k.dispatches++;
+    kinds.set(kind, k);
+  }
+  return {
+    gpu_ms: total,
+    dispatches: times.length,
+    groups: [...groups.values()].sort((a, b) => b.ms - a.ms),
+    top: [...kinds.values()].sort((a, b) => b.ms - a.ms).slice(0, 20),
+  };
+}

@@ -1,0 +1,567 @@
+// Whole-model benchmark: the SDXL base UNet (or any UNet config.json) with random weights made on the GPU, timed for
+// one forward, one LoRA training step, and one LoRA training step with gradient checkpointing, next to the PyTorch
+// H100 figures (bench/anchors.json "model", copied from shared/anchors/pytorch_h100.json), with peak pool memory and
+// a per-op-type GPU time breakdown (timestamp queries) that shows which kernels to work on.
+//
+//   npx tsx bench/sdxl_unet.ts                         # SDXL at 1024² (needs ~10 GiB for weights; an H100)
+//   npx tsx bench/sdxl_unet.ts --dry-run               # the same without a GPU: memory plan against H100 limits
+//   npx tsx bench/sdxl_unet.ts --config test/fixtures/tiny_unet/config.json --size 64 --rank 4 --steps 1
+// GPU machine: node scripts/bundle-gpu.mjs → node .gpu-dist/sdxl_unet.mjs [options].
+import { readFileSync } from 'node:fs';
+import { Gpu } from '../runtime/device.js';
+import { BENCH_DISABLE_TOGGLES } from '../runtime/host.js';
+import { mul, scale, sub, sumAllOp } from '../src/autograd/ops.js';
+import { Tape, Var, tidy } from '../src/autograd/tape.js';
+import { writeFileAtomic } from '../src/io/safetensors.js';
+import { type AdamWSlot, adamwStep } from '../src/kernels/adamw.js';
+import { constantTensor, randomNormal } from '../src/kernels/random.js';
+import { initRandomParameters } from '../src/nn/init.js';
+import { Tensor } from '../src/tensor.js';
+import type { UNetConfigJson } from '../src/unet/config.js';
+import { UNet2DConditionModel } from '../src/unet/unet.js';
+import sdxlConfig from '../test/fixtures/sdxl_config/unet_config.json' with { type: 'json' };
+import anchors from './anchors.json' with { type: 'json' };
+import { type DryRunHost, dryRunHost } from './dry_run_host.js';
+import { median } from './measure.js';
+import { type Profile, summarize } from './op_breakdown.js';
+
+const UNSAFE_TOGGLES = ['disable_robustness', 'skip_validation'];
+/** peft target_modules of the LCM / TCD SDXL LoRAs (shared/spec/sdxl.md §5.4): 788 modules on SDXL. */
+const LORA_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0', 'proj_in', 'proj_out', 'ff.net.0.proj', 'ff.net.2', 'conv1', 'conv2', 'conv_shortcut', 'downsamplers.0.conv', 'upsamplers.0.conv', 'time_emb_proj'];
+const SDXL_PARAMS = 2_567_463_684;
+const MODES = ['forward', 'train', 'train-ckpt'] as const;
+type Mode = (typeof MODES)[number];
+const GiB = 2 ** 30;
+
+const USAGE = `Usage: npx tsx bench/sdxl_unet.ts [options]   (GPU machine: node .gpu-dist/sdxl_unet.mjs [options])
+
+Builds a UNet2DConditionModel from a diffusers config.json with random weights (N(0, 1/fan_in), norms 1, biases 0,
+drawn on the GPU), then times, batch 1, timestep 999, text context [1, 77, cross_attention_dim]:
+  forward      one forward (no autograd)
+  train        one LoRA training step: forward + MSE loss vs a random target + backward + AdamW on the adapters
+  train-ckpt   the same with gradient checkpointing of resnets and transformer blocks
+LoRA: rank r on ${LORA_TARGETS.join(', ')} (alpha = r).
+Reports the median wall time of --steps runs (gpu.sync() around each), the buffer pool's peak (live pooled buffers,
+weights included, like torch.cuda.max_memory_allocated), a per-op-type GPU time breakdown of one more run (timestamp
+queries; one compute pass per dispatch), and the PyTorch 2.11 H100 fp32 (TF32 off) figures with the ratio.
+
+Options:
+  --config <path>    UNet config.json (default: SDXL base 1.0, test/fixtures/sdxl_config/unet_config.json)
+  --size <px>        image size; the latent is size/8 square (default 1024)
+  --mode <m>         forward | train | train-ckpt | all, or a comma list (default all)
+  --rank <r>         LoRA rank (default 64)
+  --steps <n>        timed runs per mode after the warm-up (default 5)
+  --warmup <n>       warm-up runs per mode (default 2)
+  --seed <n>         weight / input seed (default 0)
+  --json <file>      also write the results as JSON (atomically)
+  --unsafe           enable Dawn ${UNSAFE_TOGGLES.join(', ')} (faster, no bounds checks)
+  --no-profile       skip the per-op-type breakdown
+  --dry-run          no GPU: run the same code against a recording device with H100 limits and report the memory
+                     plan (pool peaks, largest buffer / binding vs maxStorageBufferBindingSize); times are host-only
+  --help             this text
+Dawn toggles always disabled: ${BENCH_DISABLE_TOGGLES.join(', ')}. Env: TCD_ADAPTER, TCD_BACKEND, TCD_ENABLE_TOGGLES,
+TCD_DISABLE_TOGGLES.`;
+
+interface Options {
+  config?: string;
+  size: number;
+  modes: Mode[];
+  rank: number;
+  steps: number;
+  warmup: number;
+  seed: number;
+  json?: string;
+  unsafe: boolean;
+  profile: boolean;
+  dryRun: boolean;
+  help: boolean;
+}
+
+class UsageError extends Error {}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, dryRun: false, help: false };
+  const int = (flag: string, v: string | undefined, min: number) => {
+    const n = Number(v);
+    if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? 'nothing'}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = () => argv[++i];
+    switch (a) {
+      case '--config':
+        o.config = next();
+        if (!o.config) throw new UsageError('--config needs a path');
+        break;
+      case '--size':
+        o.size = int(a, next(), 8);
+        if (o.size % 8) throw new UsageError(`--size must be a multiple of 8 (the VAE factor), got ${o.size}`);
+        break;
+      case '--mode': {
+        const v = next() ?? '';
+        const list = v === 'all' ? [...MODES] : v.split(',');
+        for (const m of list) if (!(MODES as readonly string[]).includes(m)) throw new UsageError(`--mode: '${m}' is not one of ${MODES.join(', ')}, all`);
+        // Forward first: it runs before the LoRA adapters are attached.
+        o.modes = MODES.filter((m) => list.includes(m));
+        break;
+      }
+      case '--rank':
+        o.rank = int(a, next(), 1);
+        break;
+      case '--steps':
+        o.steps = int(a, next(), 1);
+        break;
+      case '--warmup':
+        o.warmup = int(a, next(), 0);
+        break;
+      case '--seed':
+        o.seed = int(a, next(), 0);
+        break;
+      case '--json':
+        o.json = next();
+        if (!o.json) throw new UsageError('--json needs a file');
+        break;
+      case '--unsafe':
+        o.unsafe = true;
+        break;
+      case '--no-profile':
+        o.profile = false;
+        break;
+      case '--dry-run':
+        o.dryRun = true;
+        break;
+      case '--help':
+      case '-h':
+        o.help = true;
+        break;
+      default:
+        throw new UsageError(`unknown option '${a}'`);
+    }
+  }
+  return o;
+}
+
+// --- reporting helpers ---------------------------------------------------------------------------------------------
+
+const t0 = performance.now();
+const progress = (s: string) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
+const gib = (b: number) => (b / GiB).toFixed(2);
+const fmtBytes = (b: number) => (Math.abs(b) >= GiB ? `${gib(b)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+
+interface ModeResult {
+  mode: Mode;
+  what: string;
+  median_ms: number | null;
+  min_ms: number | null;
+  all_ms: number[];
+  /** Per run: time until the JS had recorded and submitted the run (before waiting for the GPU). */
+  host_ms: number[];
+  timing: string;
+  /** Pool bytes live before the timed runs (weights, inputs, adapters, optimizer moments). */
+  baseline_bytes: number;
+  /** Pool peak over the timed runs (live pooled buffers, weights included). */
+  peak_bytes: number;
+  /** Live + cached pool bytes after the runs: what the device holds. */
+  footprint_bytes: number;
+  output_finite: boolean | null;
+  loss?: number;
+  profile?: Profile;
+  /** Dry run: the largest storage binding of the timed runs. */
+  largest_binding?: { bytes: number; label: string };
+  /** Dispatches per kernel entry of one run (dry run: from the recording device). */
+  dispatches_by_kernel?: Record<string, number>;
+  error?: string;
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+function table(header: string[], rows: string[][], rightFrom = 1): string {
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => pad(c, w[i], i >= rightFrom)).join('  ');
+  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+// --- PyTorch anchors ------------------------------------------------------------------------------------------------
+
+interface Anchor {
+  ms: number;
+  GiB: number;
+}
+const ANCHOR_KEYS: Record<Mode, { ms: () => number; mem: () => number }> = {
+  forward: { ms: () => anchors.model.unet_forward_ms.fp32_tf32off, mem: () => anchors.model.unet_forward_peak_mem_GiB.fp32_tf32off },
+  train: { ms: () => anchors.model.unet_lora_train_step_ms.fp32_tf32off_nockpt, mem: () => anchors.model.unet_lora_train_step_peak_mem_GiB.fp32_tf32off_nockpt },
+  'train-ckpt': { ms: () => anchors.model.unet_lora_train_step_ms.fp32_tf32off_ckpt, mem: () => anchors.model.unet_lora_train_step_peak_mem_GiB.fp32_tf32off_ckpt },
+};
+const ANCHOR_SOURCE = `PyTorch ${anchors.torch} + diffusers, fp32 TF32 off, ${anchors.gpu}, random weights, batch 1, 1024² (128² latent), LoRA r64 on the same 14 module types; median of 5 (CUDA events), peak torch.cuda.max_memory_allocated (bench/anchors.json "model", from shared/anchors/pytorch_h100.json)`;
+
+function anchorFor(mode: Mode): Anchor {
+  return { ms: ANCHOR_KEYS[mode].ms(), GiB: ANCHOR_KEYS[mode].mem() };
+}
+
+// --- the benchmark ---------------------------------------------------------------------------------------------------
+
+interface Bench {
+  gpu: Gpu;
+  unet: UNet2DConditionModel;
+  inputs: { sample: Var; encoderHiddenStates: Var; textEmbeds?: Var; timeIds?: Var };
+  target: Var;
+  one: Tensor;
+  dry?: DryRunHost;
+  adamStep: number;
+  /** Trainable LoRA parameters, once attached. */
+  loraParams?: number;
+  moments?: { m: Tensor; v: Tensor }[];
+}
+
+function makeInputs(gpu: Gpu, cfg: UNetConfigJson, size: number, seed: number): Bench['inputs'] {
+  const latent = size / 8;
+  const cross = Array.isArray(cfg.cross_attention_dim) ? cfg.cross_attention_dim[0] : (cfg.cross_attention_dim ?? 1280);
+  const inC = cfg.in_channels ?? 4;
+  const v = (t: Tensor) => new Var(t);
+  const inputs: Bench['inputs'] = {
+    sample: v(randomNormal(gpu, [1, inC, latent, latent], { seed, stream: 1 }, 0, 1, 'sample')),
+    encoderHiddenStates: v(randomNormal(gpu, [1, 77, cross], { seed, stream: 2 }, 0, 1, 'encoder_hidden_states')),
+  };
+  if (cfg.addition_embed_type === 'text_time') {
+    const textDim = (cfg.projection_class_embeddings_input_dim ?? 0) - 6 * (cfg.addition_time_embed_dim ?? 0);
+    inputs.textEmbeds = v(randomNormal(gpu, [1, textDim], { seed, stream: 3 }, 0, 1, 'text_embeds'));
+    inputs.timeIds = v(Tensor.fromArray(gpu, [size, size, 0, 0, size, size], [1, 6], { label: 'time_ids' }));
+  }
+  return inputs;
+}
+
+function forward(b: Bench): Var {
+  return b.unet.forward({ ...b.inputs, timestep: 999 } as Parameters<UNet2DConditionModel['forward']>[0]);
+}
+
+/** mean((y − target)²) as a [1] Var. */
+function mseLoss(y: Var, target: Var): Var {
+  const d = sub(y, target);
+  return scale(sumAllOp(mul(d, d)), 1 / y.value.size);
+}
+
+/** One LoRA training step: forward + loss + backward + AdamW on the adapters. Returns the loss (dispose it). */
+function trainStep(b: Bench): Var {
+  const params = b.unet.loraParameters();
+  const moments = b.moments!;
+  const tape = new Tape();
+  let loss: Var;
+  try {
+    loss = tape.record(() => tidy(() => mseLoss(forward(b), b.target)));
+    tape.backward(loss, b.one);
+  } catch (e) {
+    tape.discard();
+    throw e;
+  }
+  const slots: AdamWSlot[] = [];
+  params.forEach((p, i) => {
+    if (p.var.grad) slots.push({ param: p.var.value, grad: p.var.grad, m: moments[i].m, v: moments[i].v });
+  });
+  adamwStep(slots, ++b.adamStep, { lr: 1e-4, weightDecay: 1e-2 });
+  for (const p of params) p.var.zeroGrad();
+  return loss;
+}
+
+async function attachLora(b: Bench, o: Options): Promise<void> {
+  const t = performance.now();
+  const adapted = b.unet.initLora({ rank: o.rank, alpha: o.rank, targetModules: LORA_TARGETS, seed: o.seed });
+  const params = b.unet.loraParameters();
+  b.loraParams = params.reduce((s, p) => s + p.var.value.size, 0);
+  // AdamW moments (torch creates them at the first step; here before timing, so every timed step is alike).
+  b.moments = params.map((p) => ({
+    m: constantTensor(b.gpu, p.var.shape, 0, `${p.name}.exp_avg`),
+    v: constantTensor(b.gpu, p.var.shape, 0, `${p.name}.exp_avg_sq`),
+  }));
+  await b.gpu.sync();
+  progress(`LoRA r${o.rank}: ${adapted.length} modules, ${b.loraParams.toLocaleString('en-US')} trainable parameters + AdamW moments (${((performance.now() - t) / 1000).toFixed(1)} s)`);
+}
+
+async function isFinite(t: Tensor): Promise<boolean> {
+  return (await t.toArray()).every(Number.isFinite);
+}
+
+async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
+  const { gpu } = b;
+  const what = mode === 'forward' ? 'forward' : `LoRA r${o.rank} train step${mode === 'train-ckpt' ? ' + checkpointing' : ''}`;
+  const res: ModeResult = {
+    mode,
+    what,
+    median_ms: null,
+    min_ms: null,
+    all_ms: [],
+    host_ms: [],
+    timing: o.dryRun ? 'host only (dry run: nothing runs on a GPU)' : 'wall clock around gpu.sync(), one run at a time',
+    baseline_bytes: 0,
+    peak_bytes: 0,
+    footprint_bytes: 0,
+    output_finite: null,
+  };
+  b.unet.gradientCheckpointing = mode === 'train-ckpt' ? { resnets: true, transformerBlocks: true } : {};
+  const once = async (): Promise<{ out: Var; ms: number; hostMs: number }> => {
+    const t = performance.now();
+    const out = mode === 'forward' ? forward(b) : trainStep(b);
+    const hostMs = performance.now() - t;
+    await gpu.sync();
+    return { out, ms: performance.now() - t, hostMs };
+  };
+  try {
+    for (let i = 0; i < o.warmup; i++) {
+      const { out, ms } = await once();
+      if (i === 0 && !o.dryRun) {
+        res.output_finite = await isFinite(out.value);
+        if (mode !== 'forward') res.loss = (await out.value.toArray())[0];
+      }
+      out.dispose();
+      progress(`${mode}: warm-up ${i + 1}/${o.warmup} ${ms.toFixed(0)} ms`);
+    }
+    await gpu.sync();
+    gpu.pool.resetPeak();
+    res.baseline_bytes = gpu.pool.report().currentBytes;
+    const before = b.dry ? new Map(b.dry.stats.dispatchesByKernel) : undefined;
+    if (b.dry) b.dry.stats.windowBinding = { bytes: 0, label: '' };
+    for (let i = 0; i < o.steps; i++) {
+      const { out, ms, hostMs } = await once();
+      res.host_ms.push(hostMs);
+      if (o.warmup === 0 && i === 0 && !o.dryRun) {
+        res.output_finite = await isFinite(out.value);
+        if (mode !== 'forward') res.loss = (await out.value.toArray())[0];
+      }
+      out.dispose();
+      res.all_ms.push(ms);
+      progress(`${mode}: run ${i + 1}/${o.steps} ${ms.toFixed(1)} ms (host recording ${hostMs.toFixed(1)} ms)`);
+    }
+    const rep = gpu.pool.report();
+    res.peak_bytes = rep.peakBytes;
+    res.footprint_bytes = rep.currentBytes + rep.cachedBytes;
+    res.median_ms = median(res.all_ms);
+    res.min_ms = Math.min(...res.all_ms);
+    if (before && b.dry) {
+      const per: Record<string, number> = {};
+      for (const [k, n] of b.dry.stats.dispatchesByKernel) {
+        const d = (n - (before.get(k) ?? 0)) / o.steps;
+        if (d) per[k] = d;
+      }
+      res.dispatches_by_kernel = per;
+      res.largest_binding = { ...b.dry.stats.windowBinding };
+    }
+    if (o.profile && !o.dryRun) {
+      if (!gpu.hasTimestamps) progress(`${mode}: no 'timestamp-query' on this device: no per-op breakdown`);
+      else {
+        const prof = gpu.startProfiling();
+        try {
+          await prof.collect();
+          const { out } = await once();
+          out.dispose();
+          await gpu.sync();
+          res.profile = summarize(await prof.collect());
+        } finally {
+          gpu.stopProfiling();
+        }
+        progress(`${mode}: profiled ${res.profile.dispatches} dispatches, ${res.profile.gpu_ms.toFixed(1)} ms of GPU time`);
+      }
+    }
+  } catch (e) {
+    res.error = (e as Error).message;
+    for (const p of b.unet.loraParameters()) p.var.zeroGrad();
+    progress(`${mode}: FAILED: ${res.error.split('\n')[0]}`);
+    try {
+      await gpu.sync();
+    } catch {
+      // The error was already reported.
+    }
+  } finally {
+    b.unet.gradientCheckpointing = {};
+  }
+  // Free the cached buffers of this mode so the next starts from the weights alone.
+  await gpu.sync().catch(() => {});
+  gpu.pool.trim();
+  return res;
+}
+
+function report(results: ModeResult[], o: Options, comparable: boolean, weightBytes: number, header: string): string {
+  const lines: string[] = [header];
+  const rows = results.map((r) => {
+    const a = anchorFor(r.mode);
+    const ms = r.median_ms;
+    const peak = r.peak_bytes / GiB;
+    const ok = comparable && (r.mode === 'forward' || o.rank === 64);
+    return [
+      r.what,
+      r.error ? 'FAILED' : ms === null ? '-' : ms.toFixed(1),
+      r.host_ms.length ? median(r.host_ms).toFixed(1) : '-',
+      r.profile ? r.profile.gpu_ms.toFixed(1) : '-',
+      r.error ? '-' : peak.toFixed(2),
+      a.ms.toFixed(1),
+      a.GiB.toFixed(1),
+      ok && ms !== null && !r.error && !o.dryRun ? `${(ms / a.ms).toFixed(2)}×` : '-',
+      ok && !r.error ? `${(peak / a.GiB).toFixed(2)}×` : '-',
+      r.output_finite === null ? '-' : r.output_finite ? 'yes' : 'NO',
+    ];
+  });
+  lines.push(
+    table(
+      ['mode', o.dryRun ? 'ms (host only)' : 'ms (median)', 'host ms', 'GPU sum ms', 'peak GiB', 'PyTorch ms', 'PyTorch GiB', 'time ratio', 'memory ratio', 'finite'],
+      rows,
+    ),
+  );
+  lines.push(`PyTorch: ${ANCHOR_SOURCE}.`);
+  if (!comparable) lines.push('Ratios: only for the SDXL config at --size 1024 (and --rank 64 for training), which the PyTorch figures are for.');
+  lines.push('ms = wall clock of a run incl. gpu.sync(); host ms = until the run was recorded and submitted; GPU sum = the profiled run\'s dispatch times added up (timestamp queries, one pass per dispatch).');
+  lines.push(`Ratio = this / PyTorch (time: > 1 is slower). Peak GiB = buffer-pool peak of live buffers incl. weights (${gib(weightBytes)} GiB) and size-class rounding.`);
+  for (const r of results) {
+    if (r.error) lines.push(`\n${r.what}: FAILED: ${r.error}`);
+    const extra = [
+      `baseline ${fmtBytes(r.baseline_bytes)}`,
+      `peak above baseline ${fmtBytes(r.peak_bytes - r.baseline_bytes)}`,
+      `pool footprint after (live + cached) ${fmtBytes(r.footprint_bytes)}`,
+      r.loss !== undefined ? `loss ${r.loss.toPrecision(5)}` : '',
+      r.all_ms.length ? `runs [${r.all_ms.map((x) => x.toFixed(1)).join(', ')}] ms` : '',
+      r.host_ms.length ? `host recording + submit ${median(r.host_ms).toFixed(1)} ms (median; the GPU works meanwhile)` : '',
+    ].filter(Boolean);
+    lines.push(`\n${r.what}: ${extra.join('; ')}`);
+    if (r.profile) {
+      const p = r.profile;
+      lines.push(`GPU time by op type (one more run, ${p.dispatches} dispatches, sum ${p.gpu_ms.toFixed(1)} ms; one timed pass per dispatch):`);
+      lines.push(
+        table(
+          ['op type', 'ms', 'share', 'of it backward ms', 'dispatches'],
+          p.groups.map((g) => [g.group, g.ms.toFixed(2), `${((100 * g.ms) / p.gpu_ms).toFixed(1)} %`, g.backward_ms.toFixed(2), String(g.dispatches)]),
+        ),
+      );
+      lines.push('Costliest dispatch kinds (repeated attentions / transformer blocks / resnets of a level folded into #):');
+      lines.push(table(['label', 'ms', 'dispatches'], p.top.map((t) => [t.label, t.ms.toFixed(2), String(t.dispatches)])));
+    }
+    if (r.dispatches_by_kernel) {
+      const entries = Object.entries(r.dispatches_by_kernel).sort((a, b) => b[1] - a[1]);
+      const total = entries.reduce((s, [, n]) => s + n, 0);
+      if (r.largest_binding) lines.push(`Largest binding: ${fmtBytes(r.largest_binding.bytes)} (${r.largest_binding.label})`);
+      lines.push(`Dispatches per run: ${total} (${entries.slice(0, 12).map(([k, n]) => `${k} ${n}`).join(', ')}${entries.length > 12 ? ', …' : ''})`);
+    }
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<number> {
+  let o: Options;
+  try {
+    o = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`sdxl_unet: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (o.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const cfg: UNetConfigJson = o.config ? JSON.parse(readFileSync(o.config, 'utf8')) : (sdxlConfig as UNetConfigJson);
+  const configName = o.config ?? 'SDXL base 1.0 (test/fixtures/sdxl_config/unet_config.json)';
+
+  const enableToggles = o.unsafe ? UNSAFE_TOGGLES : [];
+  const dry = o.dryRun ? dryRunHost() : undefined;
+  const gpu = await Gpu.create(dry ? { host: dry } : { enableToggles, disableToggles: BENCH_DISABLE_TOGGLES });
+  let code = 0;
+  try {
+    const adapter = gpu.describe();
+    progress(`adapter: ${adapter}`);
+    const unet = new UNet2DConditionModel(gpu, cfg);
+    let nParams = 0;
+    for (const p of unet.parameters.values()) nParams += p.shape.reduce((a, d) => a * d, 1);
+    progress(`built ${configName}: ${unet.parameters.size} tensors, ${nParams.toLocaleString('en-US')} parameters (${gib(4 * nParams)} GiB f32)`);
+    const tInit = performance.now();
+    let lastShown = 0;
+    const init = initRandomParameters(gpu, unet.parameters, {
+      seed: o.seed,
+      onProgress: (done, total) => {
+        if (done === total || done - lastShown >= Math.ceil(total / 10)) {
+          lastShown = done;
+          progress(`random init: ${done}/${total} tensors`);
+        }
+      },
+    });
+    await gpu.sync();
+    progress(`random init done in ${((performance.now() - tInit) / 1000).toFixed(1)} s (${gib(init.bytes)} GiB on the GPU)`);
+
+    const b: Bench = {
+      gpu,
+      unet,
+      inputs: makeInputs(gpu, cfg, o.size, o.seed),
+      target: new Var(randomNormal(gpu, [1, cfg.out_channels ?? 4, o.size / 8, o.size / 8], { seed: o.seed, stream: 4 }, 0, 1, 'target')),
+      one: constantTensor(gpu, [1], 1, 'dloss'),
+      dry,
+      adamStep: 0,
+    };
+    const results: ModeResult[] = [];
+    for (const mode of o.modes) {
+      progress(`${mode}: start`);
+      // The forward runs first and without adapters, as PyTorch's forward figure was taken.
+      if (mode !== 'forward' && !b.loraParams) await attachLora(b, o);
+      results.push(await runMode(b, mode, o));
+    }
+    const comparable = nParams === SDXL_PARAMS && o.size === 1024;
+    const latent = o.size / 8;
+    const header = [
+      '',
+      `UNet benchmark: ${configName}, random weights, f32; sample [1, ${cfg.in_channels ?? 4}, ${latent}, ${latent}] (${o.size}²), timestep 999`,
+      `adapter: ${adapter}${o.unsafe ? ` (unsafe: ${UNSAFE_TOGGLES.join(', ')})` : ''}`,
+      `weights: ${unet.parameters.size} tensors, ${nParams.toLocaleString('en-US')} parameters, ${gib(init.bytes)} GiB; ${o.warmup} warm-up + ${o.steps} timed runs per mode`,
+      '',
+    ].join('\n');
+    console.log(report(results, o, comparable, init.bytes, header));
+    if (dry) console.log(dryRunPlan(dry, gpu));
+    if (results.some((r) => r.error)) code = 1;
+
+    if (o.json) {
+      const doc = {
+        date: new Date().toISOString(),
+        adapter,
+        summary: gpu.summary(),
+        toggles: { enabled: enableToggles, disabled: dry ? [] : BENCH_DISABLE_TOGGLES },
+        config: configName,
+        parameters: nParams,
+        weight_bytes: init.bytes,
+        options: { size: o.size, latent, modes: o.modes, rank: o.rank, steps: o.steps, warmup: o.warmup, seed: o.seed, unsafe: o.unsafe, dry_run: o.dryRun },
+        results,
+        pytorch: Object.fromEntries(MODES.map((m) => [m, anchorFor(m)])),
+        pytorch_source: ANCHOR_SOURCE,
+        comparable,
+        ...(dry ? { dry_run: { ...dry.stats, dispatchesByKernel: undefined } } : {}),
+      };
+      await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify(doc, null, 1) + '\n'));
+      progress(`wrote ${o.json}`);
+    }
+    unet.dispose();
+  } catch (e) {
+    console.error(`sdxl_unet: ${(e as Error).stack ?? e}`);
+    code = 1;
+  } finally {
+    gpu.destroy();
+  }
+  return code;
+}
+
+function dryRunPlan(dry: DryRunHost, gpu: Gpu): string {
+  const s = dry.stats;
+  const maxBinding = gpu.limits.maxStorageBufferBindingSize;
+  const fits = s.largestBinding.bytes <= maxBinding;
+  return [
+    '',
+    'Dry-run memory plan (no GPU; limits of Dawn on an H100):',
+    `  largest buffer:  ${(s.largestBuffer.bytes / 2 ** 20).toFixed(1)} MiB ('${s.largestBuffer.label}')`,
+    `  largest binding: ${(s.largestBinding.bytes / 2 ** 20).toFixed(1)} MiB (${s.largestBinding.label}) — maxStorageBufferBindingSize ${(maxBinding / 2 ** 20).toFixed(0)} MiB: ${fits ? 'fits' : 'DOES NOT FIT'}`,
+    `  buffers created: ${s.buffersCreated}; dispatches recorded: ${s.dispatches}`,
+  ].join('\n');
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
