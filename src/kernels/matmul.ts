@@ -11,7 +11,8 @@
 // B is a single matrix and A is not transposed, A's batch is folded into M (one large GEMM).
 //
 // Variants (tile geometry, transposes, epilogue, vec4 or scalar access) are a typed object whose fields become
-// override constants; the tile is chosen per device and shape by chooseMatmulTile unless given.
+// override constants; the tile is chosen per device and shape by chooseMatmulTile unless given. Reductions over
+// many rows into a small output with both operands K-major (weight gradients) run split over K (splitKFor).
 import type { Gpu } from '../../runtime/device.js';
 import { ShapeError } from '../../runtime/errors.js';
 import { type Shape, Tensor, numel, shapeStr } from '../tensor.js';
