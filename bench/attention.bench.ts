@@ -126,20 +126,20 @@ const cases: BenchCase[] = [
 // Tiles worth timing on a 48 KiB GPU at headDim 64 (br queries × bc keys, tm rows per thread, tx threads per row
 // group; see AttentionTile). Shared bytes at headDim 64 in the comments.
 export const SWEEP_FORWARD: readonly AttentionTile[] = [
-  { br: 64, bc: 32, tm: 4, tx: 8 }, //             128 threads, 4×4 scores / thread, 44 KiB (default)
-  { br: 64, bc: 32, tm: 4, tx: 8, pp: 0 }, //      43 KiB
-  { br: 32, bc: 32, tm: 4, tx: 8 }, //              64 threads, 31 KiB (twice the workgroups)
-  { br: 64, bc: 16, tm: 4, tx: 8 }, //             128 threads, 4×2 scores, 31 KiB
-  { br: 32, bc: 32, tm: 2, tx: 8 }, //             128 threads, 2×4 scores, 31 KiB
-  { br: 64, bc: 32, tm: 8, tx: 8 }, //              64 threads, 8×4 scores, 8×8 outputs, 44 KiB
-  { br: 64, bc: 32, tm: 4, tx: 4, xp: 1 }, //       64 threads, 4×8 scores, 4×16 outputs, 45 KiB
+  { br: 64, bc: 32, tm: 2, tx: 8, xp: 1 }, //       256 threads, 2×4 scores, conflict-free row reads, 46 KiB (default)
+  { br: 64, bc: 32, tm: 1, tx: 8, xp: 1 }, //       512 threads, 1×4 scores, 46 KiB
+  { br: 64, bc: 32, tm: 2, tx: 8, xp: 1, pp: 0 }, //  45 KiB
+  { br: 64, bc: 32, tm: 4, tx: 8 }, //              128 threads, 4×4 scores, 44 KiB (former default)
+  { br: 64, bc: 32, tm: 4, tx: 8, outer: true }, // forward_op: 128 threads, 4×4 scores, 4×8 outputs, 44 KiB
+  { br: 64, bc: 32, tm: 4, tx: 8, outer: true, prefetch: false }, // loads after the first barrier
+  { br: 64, bc: 32, tm: 8, tx: 8, outer: true, prefetch: false }, //  64 threads, 8×4 scores, 8×8 outputs
 ];
 export const SWEEP_BACKWARD: readonly { dq: AttentionTile; dkdv: AttentionTile }[] = [
-  { dq: { br: 32, bc: 32, tm: 4, tx: 8 }, dkdv: { br: 32, bc: 32, tm: 4, tx: 8 } }, // default
-  { dq: { br: 32, bc: 16, tm: 4, tx: 8 }, dkdv: { br: 32, bc: 16, tm: 4, tx: 8 } },
-  { dq: { br: 32, bc: 32, tm: 2, tx: 8 }, dkdv: { br: 32, bc: 32, tm: 2, tx: 8 } }, // 128 threads
-  { dq: { br: 64, bc: 16, tm: 4, tx: 8 }, dkdv: { br: 32, bc: 16, tm: 4, tx: 8 } }, // dq: 128 threads, 46 KiB
-  { dq: { br: 32, bc: 32, tm: 8, tx: 8 }, dkdv: { br: 32, bc: 32, tm: 8, tx: 8 } }, // 32 threads, 8×4 per thread
+  { dq: { br: 64, bc: 16, tm: 2, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 } }, // default (H100 13.5 ms)
+  { dq: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 } }, // 256 threads, 15.0 ms
+  { dq: { br: 32, bc: 32, tm: 2, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 2, tx: 8, xp: 1 } }, // 128 threads, 15.6 ms
+  { dq: { br: 32, bc: 16, tm: 1, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 16, tm: 1, tx: 8, xp: 1 } },
+  { dq: { br: 32, bc: 32, tm: 4, tx: 8 }, dkdv: { br: 32, bc: 32, tm: 4, tx: 8 } }, // 64 threads (former default)
 ];
 
 const sweep = typeof process !== 'undefined' && process.env?.TCD_ATTENTION_SWEEP === '1';
