@@ -2,7 +2,7 @@
 // (shapes read M x K x N; SDXL's weights are stored [N, K], so these run x·Wᵀ + bias like nn.Linear), a fused
 // epilogue, a backward, and small quick cases for lavapipe. flops = 2·M·N·K per GEMM.
 import type { Gpu } from '../runtime/device.js';
-import { type Activation, matmul, matmulBackward } from '../src/kernels/matmul.js';
+import { type Activation, MATMUL_TILES, matmul, matmulBackward } from '../src/kernels/matmul.js';
 import { Tensor } from '../src/tensor.js';
 import type { BenchCase, Reference } from './case.js';
 
@@ -30,12 +30,14 @@ interface GemmCase {
   activation?: Activation;
   quick?: boolean;
   reference?: Reference;
+  /** Force a tile preset (sweeps); default: the wrapper's choice. */
+  tile?: keyof typeof MATMUL_TILES;
 }
 
 function forwardCase(c: GemmCase): BenchCase {
   const epi = [c.transB ? 'x·Wᵀ' : '', c.bias ? '+bias' : '', c.activation ? `+${c.activation}` : ''].filter(Boolean).join(' ');
   return {
-    kernel: 'matmul',
+    kernel: c.tile ? `matmul sweep ${c.tile}` : 'matmul',
     shape: `${c.M}x${c.K}x${c.N}${epi ? ` ${epi}` : ''}`,
     flops: 2 * c.M * c.N * c.K,
     quick: c.quick,
@@ -44,7 +46,7 @@ function forwardCase(c: GemmCase): BenchCase {
       const a = filled(gpu, [c.M, c.K], 'a');
       const b = filled(gpu, c.transB ? [c.N, c.K] : [c.K, c.N], 'b');
       const bias = c.bias ? filled(gpu, [c.N], 'bias') : undefined;
-      const opts = { transB: c.transB, bias, activation: c.activation };
+      const opts = { transB: c.transB, bias, activation: c.activation, tile: c.tile ? MATMUL_TILES[c.tile] : undefined };
       return {
         run: () => matmul(a, b, opts).release(),
         dispose: () => [a, b, bias].forEach((t) => t?.release()),
@@ -91,3 +93,14 @@ export const cases: BenchCase[] = [
   forwardCase({ M: 77, K: 256, N: 320, transB: true, bias: true, quick: true }),
   backwardCase(256, 128, 128, true),
 ];
+
+// TCD_MATMUL_SWEEP=1: every tile preset on the SDXL UNet's linear shapes (M tokens × K in × N out), to fit the
+// wrapper's tile choice (chooseMatmulTile) to the GPU at hand.
+const SDXL_LINEARS: [number, number, number][] = [
+  [1024, 1280, 1280], [1024, 1280, 3840], [1024, 1280, 10240], [1024, 5120, 1280],
+  [4096, 640, 640], [4096, 640, 1920], [4096, 640, 5120], [4096, 2560, 640], [77, 2048, 1280],
+];
+if (typeof process !== 'undefined' && process.env?.TCD_MATMUL_SWEEP === '1')
+  for (const [M, K, N] of SDXL_LINEARS)
+    for (const tile of Object.keys(MATMUL_TILES) as (keyof typeof MATMUL_TILES)[])
+      cases.push(forwardCase({ M, K, N, transB: true, bias: true, tile }));

@@ -7,6 +7,8 @@ import { BYTES_PER_ELEMENT, type DType, f16BitsToF32, f32ToF16Bits } from './dty
 
 export type Shape = readonly number[];
 
+const MAX_LABEL = 120;
+
 export function numel(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -46,6 +48,9 @@ export class Tensor {
   ) {}
 
   static empty(gpu: Gpu, shape: Shape, dtype: DType = 'f32', label = 'tensor'): Tensor {
+    // Kernels name results after their inputs (`add(scale(x), y)`); in a loop those names would nest without
+    // bound (a sampler's 20 steps overflowed string length), so labels are cut.
+    if (label.length > MAX_LABEL) label = `${label.slice(0, MAX_LABEL - 3)}...`;
     checkShape(shape, label);
     if (dtype === 'f16' && !gpu.hasF16)
       throw new DTypeError(`tensor '${label}': dtype f16 needs the 'shader-f16' feature, which this device does not offer`);

@@ -224,3 +224,18 @@ describe('pipeline cache', () => {
     expect(variantKey('k', 'e', { a: 1 })).not.toBe(variantKey('k', 'f', { a: 1 }));
   });
 });
+
+describe('labels', () => {
+  it('result labels stay bounded when ops are chained in a loop', async () => {
+    let x = Tensor.fromArray(gpu, [1, 2], [2], { label: 'x' });
+    for (let i = 0; i < 40; i++) {
+      const next = add(x, x);
+      x.release();
+      x = next;
+    }
+    expect(x.label.length).toBeLessThanOrEqual(120);
+    expect(x.label.startsWith('add(add(')).toBe(true);
+    expect(Array.from(await x.toArray())).toEqual([2 ** 40, 2 ** 41]);
+    x.release();
+  });
+});
