@@ -29,3 +29,7 @@ export * from './io/lora_format.js';
 export * from './unet/index.js';
 export * from './kernels/embedding.js';
 export * from './text/index.js';
+export * from './kernels/random.js';
+export { initRandomParameters } from './nn/init.js';
+export * from './schedulers/index.js';
+export * from './vae/index.js';

@@ -33,6 +33,7 @@ import {
   loraParameters,
 } from './lora.js';
 import { type LoadWeightsOptions, type StateDict, type WeightSource, loadStateDict } from './weights.js';
+import { type RandomInitOptions, type RandomInitSummary, initRandomParameters } from '../nn/init.js';
 
 export interface UNetInputs {
   /** Noisy latents [B, in_channels, h, w] (h, w need not be equal or divisible by 2^levels). */
@@ -96,6 +97,11 @@ export class UNet2DConditionModel extends Module {
   /** Every parameter by state-dict name, with the shape the config implies. */
   get parameters(): ReadonlyMap<string, Param> {
     return this.ctx.params;
+  }
+
+  /** Random weights on the GPU (N(0, 1/fan_in), norms 1, biases 0), for benchmarks and tests without a checkpoint. */
+  initRandom(opts: RandomInitOptions = {}): RandomInitSummary {
+    return initRandomParameters(this.gpu, this.parameters, opts);
   }
 
   /** Recompute resnets and/or transformer blocks in the backward (checkpoint() from the tape). */

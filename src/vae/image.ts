@@ -5,6 +5,7 @@
 import { ShapeError } from '../../runtime/errors.js';
 import { type Gpu } from '../../runtime/device.js';
 import { Tensor, shapeStr } from '../tensor.js';
+import { roundHalfEven } from '../schedulers/numeric.js';
 
 export interface RgbImage {
   /** Interleaved [H, W, channels] bytes. */
@@ -16,12 +17,6 @@ export interface RgbImage {
 
 const f32 = Math.fround;
 
-/** Round half to even (numpy's np.round / np.rint). */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  // Math.round rounds .5 up; step back to the even neighbour on exact ties.
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 /** One value of a [-1, 1] image → its byte, in float32 like diffusers' numpy path. */
 export function toByte(x: number): number {
