@@ -12,15 +12,9 @@ import { pytorchH100 } from './anchors.js';
 import type { BenchCase, Reference } from './case.js';
 import { type AttentionTile, attention, attentionBackward, attentionFlops, attentionWithLse } from '../src/kernels/attention.js';
 import { Tensor, numel, type Shape } from '../src/tensor.js';
+import { filled } from './inputs.js';
 
 type Gpu = Parameters<BenchCase['setup']>[0];
-
-function filled(gpu: Gpu, shape: Shape, label: string, seed = 0): Tensor {
-  const n = numel(shape);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = ((((i + seed) * 2654435761) % 2001) / 1000 - 1);
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
 
 interface AttnShape {
   B: number;

@@ -20,15 +20,9 @@ import {
   loraConv2dBackward,
 } from '../src/kernels/conv2d.js';
 import { Tensor, numel, type Shape } from '../src/tensor.js';
+import { filled } from './inputs.js';
 
 type Gpu = Parameters<BenchCase['setup']>[0];
-
-function filled(gpu: Gpu, shape: Shape, label: string, seed = 0, amp = 1): Tensor {
-  const n = numel(shape);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = amp * ((((i + seed) * 2654435761) % 2001) / 1000 - 1);
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
 
 interface Shape4 {
   B: number;

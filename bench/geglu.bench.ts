@@ -5,15 +5,7 @@ import { hbmRooflineH100 } from './anchors.js';
 import type { BenchCase } from './case.js';
 import { Tensor, numel, type Shape } from '../src/tensor.js';
 import { geglu, gegluBackward } from '../src/kernels/geglu.js';
-
-const F32 = 4;
-
-function filled(gpu: Parameters<BenchCase['setup']>[0], shape: Shape, label: string): Tensor {
-  const n = numel(shape);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = ((i * 2654435761) % 2001) / 1000 - 1;
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
+import { filled, F32 } from './inputs.js';
 
 function forwardCase(R: number, F: number, note: string, quick: boolean): BenchCase {
   return {

@@ -6,18 +6,9 @@ import { hbmRooflineH100, pytorchH100 } from './anchors.js';
 import type { BenchCase, Reference } from './case.js';
 import { Tensor, numel, type Shape } from '../src/tensor.js';
 import { groupNorm, groupNormBackward } from '../src/kernels/group_norm.js';
+import { filled, F32, dims } from './inputs.js';
 
-const F32 = 4;
 const G = 32;
-
-function filled(gpu: Parameters<BenchCase['setup']>[0], shape: Shape, label: string, seed = 0): Tensor {
-  const n = numel(shape);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = (((i + seed) * 2654435761) % 2001) / 1000 - 1;
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
-
-const dims = (s: Shape) => s.join('x');
 
 function forwardCase(shape: Shape, silu: boolean, quick: boolean, reference: Reference): BenchCase {
   return {

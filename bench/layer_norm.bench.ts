@@ -6,15 +6,7 @@ import { hbmRooflineH100 } from './anchors.js';
 import type { BenchCase } from './case.js';
 import { Tensor, numel, type Shape } from '../src/tensor.js';
 import { layerNorm, layerNormBackward } from '../src/kernels/layer_norm.js';
-
-const F32 = 4;
-
-function filled(gpu: Parameters<BenchCase['setup']>[0], shape: Shape, label: string, seed = 0): Tensor {
-  const n = numel(shape);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = (((i + seed) * 2654435761) % 2001) / 1000 - 1;
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
+import { filled, F32 } from './inputs.js';
 
 function forwardCase(M: number, D: number, quick: boolean): BenchCase {
   return {

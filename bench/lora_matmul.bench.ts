@@ -7,21 +7,15 @@ import type { Gpu } from '../runtime/device.js';
 import { loraLinearBackward, loraLinearWithH } from '../src/kernels/lora_matmul.js';
 import { Tensor } from '../src/tensor.js';
 import type { BenchCase } from './case.js';
-
-function filled(gpu: Gpu, shape: number[], label: string, amp = 1): Tensor {
-  const n = shape.reduce((p, d) => p * d, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = amp * (((Math.imul(i, 2654435761) >>> 0) % 2001) / 1000 - 1);
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
+import { filled } from './inputs.js';
 
 function inputs(gpu: Gpu, M: number, K: number, N: number, r: number) {
   return {
     x: filled(gpu, [M, K], 'x'),
     W: filled(gpu, [N, K], 'W'),
     b: filled(gpu, [N], 'bias'),
-    A: filled(gpu, [r, K], 'A', 0.1),
-    B: filled(gpu, [N, r], 'B', 0.1),
+    A: filled(gpu, [r, K], 'A', 0, 0.1),
+    B: filled(gpu, [N, r], 'B', 0, 0.1),
   };
 }
 

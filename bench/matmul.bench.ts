@@ -5,20 +5,13 @@ import type { Gpu } from '../runtime/device.js';
 import { type Activation, MATMUL_TILES, matmul, matmulBackward } from '../src/kernels/matmul.js';
 import { Tensor } from '../src/tensor.js';
 import type { BenchCase, Reference } from './case.js';
+import { filled } from './inputs.js';
 
 const CUBLAS_4096: Reference = {
   value: 47900,
   source: 'PyTorch 2.11 cuBLAS SGEMM fp32 TF32 off, H100 (anchors/pytorch_h100.json)',
   adapter: 'NVIDIA|nvidia',
 };
-
-/** Deterministic values in [-1, 1] (a cheap hash; the values do not matter for speed, only that they are finite). */
-function filled(gpu: Gpu, shape: number[], label: string): Tensor {
-  const n = shape.reduce((p, d) => p * d, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = ((Math.imul(i, 2654435761) >>> 0) % 2001) / 1000 - 1;
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
 
 interface GemmCase {
   M: number;

@@ -6,17 +6,7 @@ import { hbmRooflineH100 } from './anchors.js';
 import type { BenchCase } from './case.js';
 import { Tensor, numel, type Shape } from '../src/tensor.js';
 import { globalL2Norm, sum, sumTo } from '../src/kernels/reduce.js';
-
-const F32 = 4;
-
-function filled(gpu: Parameters<BenchCase['setup']>[0], shape: Shape, label: string): Tensor {
-  const n = numel(shape);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = ((i * 2654435761) % 2001) / 1000 - 1;
-  return Tensor.fromArray(gpu, data, shape, { label });
-}
-
-const dims = (s: Shape) => s.join('x');
+import { filled, F32, dims } from './inputs.js';
 
 function sumToCase(shape: Shape, target: Shape, quick: boolean): BenchCase {
   return {
