@@ -1,0 +1,256 @@
+// npm run test:browser — the kernel tests, the tiny-UNet golden and the demo page in headless Chromium (WebGPU on
+// Chromium's SwiftShader adapter on a GPU-less machine; see /work/shared/spec/browser.md):
+//   1. builds dist/browser, dist/web and dist/browser-test (scripts/build-browser.mjs);
+//   2. serves them on 127.0.0.1 (web/server.mjs) and runs the test files in one page through playwright-core;
+//   3. the demo page: runs the tiny-model sampler panel and writes a screenshot; loads it again in a Chromium without
+//      --enable-unsafe-webgpu and asserts the "no WebGPU" message;
+//   4. writes out/browser-test/results.json + results.html; exits 1 on any failure.
+// Options: --grep <regex> (tests whose "file > name" matches), --files a,b (test files), --no-build, --no-demo,
+// --full (the slow golden-gradient tests too), --verbose (every test's console output), --out <dir>. Env: CHROMIUM_PATH (default /usr/bin/chromium),
+// TCD_BROWSER_EXPECT_ADAPTER (regex the page's adapter must match, e.g. swiftshader).
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { BROWSER_TEST_FILES, buildAll, root } from '../../scripts/build-browser.mjs';
+import { startServer } from '../../web/server.mjs';
+import { BROWSER_SKIPS, BROWSER_SLOW } from './skips.mjs';
+import { writeResultsHtml } from './report.mjs';
+
+const HELP = `usage: npm run test:browser -- [options]
+  --grep <regex>   only tests whose "file > describe > test" matches
+  --files a,b      only these test files (default: ${BROWSER_TEST_FILES.join(', ')})
+  --no-build       use the existing dist/ bundles
+  --no-demo        skip the demo-page checks (screenshot, no-WebGPU message)
+  --full           also the slow tests (golden LoRA gradients, checkpointing: minutes on SwiftShader); env TCD_BROWSER_FULL=1
+  --verbose        print every test's console output (default: failures and the golden test only)
+  --out <dir>      results folder (default out/browser-test)
+env: CHROMIUM_PATH (default /usr/bin/chromium), TCD_BROWSER_EXPECT_ADAPTER (regex for the adapter, e.g. swiftshader)`;
+
+// browser.md §1: the one flag WebGPU needs on a GPU-less box, plus hygiene flags (playwright adds --headless,
+// --no-sandbox and a fresh profile).
+export const HYGIENE_ARGS = ['--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export const WEBGPU_ARGS = ['--enable-unsafe-webgpu', ...HYGIENE_ARGS];
+
+function parseArgs(argv) {
+  const o = { grep: undefined, files: BROWSER_TEST_FILES, build: true, demo: true, full: process.env.TCD_BROWSER_FULL === '1', verbose: false, out: join(root, 'out/browser-test') };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--help' || a === '-h') {
+      console.log(HELP);
+      process.exit(0);
+    } else if (a === '--grep') o.grep = next();
+    else if (a === '--files') o.files = next().split(',').filter(Boolean);
+    else if (a === '--no-build') o.build = false;
+    else if (a === '--no-demo') o.demo = false;
+    else if (a === '--full') o.full = true;
+    else if (a === '--verbose') o.verbose = true;
+    else if (a === '--out') o.out = next();
+    else throw new Error(`unknown argument ${a} (see --help)`);
+  }
+  const unknown = o.files.filter((f) => !BROWSER_TEST_FILES.includes(f));
+  if (unknown.length) throw new Error(`--files: not browser test files: ${unknown.join(', ')} (known: ${BROWSER_TEST_FILES.join(', ')})`);
+  if (o.grep) new RegExp(o.grep); // fail early on a bad regex
+  return o;
+}
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+async function launch(args) {
+  if (!existsSync(CHROMIUM))
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it with \`bash scripts/setup-vulkan.sh --browser\` (Debian chromium) or set CHROMIUM_PATH`);
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 120_000 });
+}
+
+const fmtMs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`);
+const indent = (s, pad = '      ') => s.split('\n').map((l) => pad + l).join('\n');
+
+/** Runs the test files in one page; prints each result as it arrives. */
+async function runTests(browser, base, o, log, state) {
+  const page = await browser.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  await page.exposeFunction('__tcdReport', (r) => {
+    if (r.type === 'adapter') {
+      state.adapter = r;
+      log(`adapter: ${r.describe}${r.summary.isFallbackAdapter ? ' (fallback adapter)' : ''}`);
+      const l = r.summary.limits;
+      log(`  limits: ${l.maxComputeInvocationsPerWorkgroup} invocations/workgroup, ${l.maxStorageBuffersPerShaderStage} storage buffers/stage, ` +
+        `binding ${l.maxStorageBufferBindingSize} B, storage offset alignment ${l.minStorageBufferOffsetAlignment}`);
+    } else if (r.type === 'fatal') {
+      state.fatal = r.error;
+    } else if (r.type === 'file') {
+      log(`${r.file}.test.ts (${r.tests} tests)`);
+    } else if (r.type === 'test') {
+      const t = r.result;
+      state.results.push(t);
+      const mark = t.state === 'passed' ? 'ok  ' : t.state === 'failed' ? 'FAIL' : 'skip';
+      log(`  ${mark} ${t.fullName}${t.state === 'skipped' ? ` (${t.skipReason})` : ` ${fmtMs(t.durationMs)}`}`);
+      const showLogs = o.verbose || t.state === 'failed' || t.file === 'unet_golden';
+      if (showLogs && t.logs.length) log(indent(t.logs.join('\n')));
+      if (t.error) log(indent(t.error));
+    }
+  });
+  await page.goto(`${base}/test/browser/index.html`);
+  await page.waitForFunction(() => typeof window.__tcdRunTests === 'function', null, { timeout: 60_000 });
+  const env = {};
+  if (process.env.TCD_BROWSER_EXPECT_ADAPTER) env.TCD_EXPECT_ADAPTER = process.env.TCD_BROWSER_EXPECT_ADAPTER;
+  for (const k of ['TCD_IMMEDIATE', 'TCD_ATTENTION_FULL', 'TCD_CONV_ALL_TILES']) if (process.env[k]) env[k] = process.env[k];
+  await page.evaluate((opts) => window.__tcdRunTests(opts), {
+    files: o.files,
+    skips: o.full ? BROWSER_SKIPS : [...BROWSER_SKIPS, ...BROWSER_SLOW],
+    env,
+    testTimeoutMs: 600_000,
+    grep: o.grep,
+  });
+  await page.close();
+  if (pageErrors.length) state.pageErrors = pageErrors;
+  return state;
+}
+
+/** The demo page after its kernel table and a tiny-model run: adapter shown, kernels within tolerance, image drawn. */
+async function demoCheck(browser, base, outDir, log) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  const consoleErrors = [];
+  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const t0 = Date.now();
+  await page.goto(`${base}/web/index.html?autorun=all`);
+  await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.sampler ?? ''), null, { timeout: 300_000 });
+  const info = await page.evaluate(() => ({
+    sampler: document.body.dataset.sampler,
+    kernels: document.body.dataset.kernels,
+    kernelRows: [...document.querySelectorAll('#kernel-rows tr')].map((tr) => [...tr.cells].map((c) => c.textContent).join(' | ')),
+    samplerText: document.querySelector('#sampler-status')?.textContent ?? '',
+    adapterText: document.querySelector('#adapter')?.textContent ?? '',
+    mode: document.body.dataset.samplerMode ?? '',
+    // Pixel statistics of the drawn image: a blank / flat canvas is a failure.
+    pixels: (() => {
+      const c = document.querySelector('#sample-canvas');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let min = 255, max = 0;
+      const colors = new Set();
+      for (let i = 0; i < d.length; i += 4) {
+        const v = d[i] + d[i + 1] + d[i + 2];
+        min = Math.min(min, v / 3);
+        max = Math.max(max, v / 3);
+        if (colors.size < 1000) colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      }
+      return { min, max, distinctColors: colors.size };
+    })(),
+  }));
+  await page.locator('#sampler').scrollIntoViewIfNeeded();
+  const png = join(outDir, 'demo.png');
+  await page.screenshot({ path: `${png}.tmp.png`, fullPage: true });
+  renameSync(`${png}.tmp.png`, png);
+  await page.close();
+  const problems = [];
+  if (info.kernels !== 'done') problems.push(`kernel table ended in '${info.kernels}':\n${info.kernelRows.join('\n')}`);
+  if (info.sampler !== 'done') problems.push(`sampler panel ended in '${info.sampler}': ${info.samplerText}`);
+  if (!/vendor|architecture/i.test(info.adapterText)) problems.push(`adapter info not shown (got '${info.adapterText.slice(0, 200)}')`);
+  if (info.pixels.distinctColors < 16) problems.push(`image looks blank: ${JSON.stringify(info.pixels)}`);
+  if (consoleErrors.length) problems.push(`page errors: ${consoleErrors.join(' | ')}`);
+  const ok = problems.length === 0;
+  log(`  ${ok ? 'ok  ' : 'FAIL'} demo page: ${info.mode || 'sampler'} run, screenshot ${relative(process.cwd(), png)} ${fmtMs(Date.now() - t0)}`);
+  log(indent(['kernel | shape | max abs err | max rel err | first run | second run | GPU time |', ...info.kernelRows].join('\n')));
+  log(indent(info.samplerText));
+  for (const p of problems) log(indent(p));
+  return { name: 'demo page: tiny-model run + screenshot', ok, screenshot: png, info, problems };
+}
+
+/** Without --enable-unsafe-webgpu there is no adapter: the demo must say so clearly. */
+async function noWebgpuCheck(base, log) {
+  const t0 = Date.now();
+  const browser = await launch(HYGIENE_ARGS);
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${base}/web/index.html`);
+    await page.waitForFunction(() => document.body.dataset.webgpu === 'unavailable' || document.body.dataset.webgpu === 'ready', null, { timeout: 60_000 });
+    const r = await page.evaluate(() => ({ webgpu: document.body.dataset.webgpu, text: document.querySelector('#status')?.textContent ?? '' }));
+    const ok = r.webgpu === 'unavailable' && /WebGPU is not available/.test(r.text);
+    log(`  ${ok ? 'ok  ' : 'FAIL'} demo page without --enable-unsafe-webgpu shows the message ${fmtMs(Date.now() - t0)}`);
+    log(indent(r.text.trim()));
+    return { name: 'demo page without WebGPU shows a clear message', ok, info: r, problems: ok ? [] : [`status '${r.webgpu}': ${r.text}`] };
+  } finally {
+    await browser.close();
+  }
+}
+
+/** A check that throws (timeout, crash) is a failed check, not a lost run. */
+async function guardedCheck(name, fn, log) {
+  try {
+    return await fn();
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    log(`  FAIL ${name}\n${indent(msg)}`);
+    return { name, ok: false, problems: [msg] };
+  }
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const t0 = Date.now();
+  const log = (s) => console.log(s);
+  if (o.build) await buildAll({ lib: true, demo: o.demo, tests: true });
+  mkdirSync(o.out, { recursive: true });
+  const server = await startServer();
+  log(`serving ${server.url}/ ; chromium ${CHROMIUM}`);
+  const state = { adapter: undefined, fatal: undefined, results: [] };
+  const checks = [];
+  let browser;
+  try {
+    browser = await launch(WEBGPU_ARGS);
+    log(`browser: ${browser.version()}`);
+    state.browserVersion = browser.version();
+    try {
+      await runTests(browser, server.url, o, log, state);
+    } catch (e) {
+      // A crashed page or GPU process: keep the results that arrived and report the rest as the failure.
+      state.fatal = `test page: ${e instanceof Error ? e.message : e}`;
+    }
+    if (o.demo && !state.fatal) {
+      log('demo page');
+      checks.push(await guardedCheck('demo page: tiny-model run + screenshot', () => demoCheck(browser, server.url, o.out, log), log));
+      checks.push(await guardedCheck('demo page without WebGPU shows a clear message', () => noWebgpuCheck(server.url, log), log));
+    }
+  } finally {
+    await browser?.close();
+    await server.close();
+  }
+  const counts = { passed: 0, failed: 0, skipped: 0 };
+  for (const t of state.results) counts[t.state]++;
+  const failedChecks = checks.filter((c) => !c.ok).length;
+  const ok = !state.fatal && counts.failed === 0 && failedChecks === 0 && state.results.length > 0;
+  const results = {
+    ok,
+    startedAt: new Date(t0).toISOString(),
+    durationMs: Date.now() - t0,
+    chromium: { path: CHROMIUM, version: state.browserVersion, args: WEBGPU_ARGS },
+    adapter: state.adapter?.summary,
+    adapterDescribe: state.adapter?.describe,
+    fatal: state.fatal,
+    pageErrors: state.pageErrors,
+    counts,
+    tests: state.results,
+    checks: checks.map(({ name, ok, screenshot, info, problems }) => ({ name, ok, screenshot: screenshot && relative(o.out, screenshot), info, problems })),
+  };
+  const jsonPath = join(o.out, 'results.json');
+  writeFileSync(`${jsonPath}.tmp`, JSON.stringify(results, null, 1));
+  renameSync(`${jsonPath}.tmp`, jsonPath);
+  const htmlPath = writeResultsHtml(results, o.out);
+  if (state.fatal) log(`FATAL: ${state.fatal}`);
+  log(`\n${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped; ${checks.length - failedChecks}/${checks.length} demo checks ` +
+    `in ${fmtMs(Date.now() - t0)}\nresults: ${relative(process.cwd(), jsonPath)}, ${relative(process.cwd(), htmlPath)}`);
+  process.exit(ok ? 0 : 1);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,224 @@
+// The demo page (web/index.html, served by `npm run serve`): adapter info, features and limits; selected kernels vs
+// their float64 CPU references (max error, time); the tiny-model TCD sampler with γ and step sliders. Bundled from
+// the sources (scripts/build-browser.mjs); the published entry is checked by the browser test's consumer page.
+// ?autorun=sampler | kernels | all runs panels on load (the browser test uses it); body[data-*] reports state.
+import { Gpu, GpuError } from '../src/index.js';
+import { KERNEL_CASES, runCase } from './kernel_cases.js';
+import { type TinyModel, drawLatents, loadFromFiles, loadFromServer, sampleTcd } from './sampler.js';
+
+const $ = <T extends HTMLElement = HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
+const el = (tag: string, text = '', cls = '') => {
+  const e = document.createElement(tag);
+  e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+};
+const fmtMs = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+const errText = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+
+/** Parity bound for the table's ✓ (max|got − want| / max|want|, float32 kernels vs float64 references). */
+const REL_TOL = 1e-4;
+const TINY_MODEL_URL = '/test/fixtures/tiny_unet/';
+
+function unavailable(reason: string): void {
+  document.body.dataset.webgpu = 'unavailable';
+  const s = $('#status');
+  s.className = 'error';
+  s.textContent = `WebGPU is not available: ${reason}`;
+  document.querySelectorAll<HTMLButtonElement | HTMLInputElement>('button, input').forEach((b) => (b.disabled = true));
+}
+
+async function createGpu(): Promise<Gpu | undefined> {
+  if (!window.isSecureContext) {
+    unavailable(`this page is not a secure context (${location.origin}); open it over https or from http://127.0.0.1 / http://localhost.`);
+    return undefined;
+  }
+  if (!('gpu' in navigator)) {
+    unavailable('this browser has no navigator.gpu. Use a browser with WebGPU (Chrome / Edge 113+, Safari 26+, Firefox 141+ on Windows).');
+    return undefined;
+  }
+  try {
+    return await Gpu.create();
+  } catch (e) {
+    if (e instanceof GpuError && /no WebGPU adapter/.test(e.message)) {
+      unavailable(
+        'the browser has WebGPU but offers no adapter (no usable GPU, or WebGPU is blocklisted here). ' +
+          'Chromium on a machine without a GPU: start it with --enable-unsafe-webgpu (software adapter: SwiftShader).',
+      );
+    } else unavailable(`creating the device failed: ${errText(e)}`);
+    return undefined;
+  }
+}
+
+function showAdapter(gpu: Gpu): void {
+  const s = gpu.summary();
+  const info = gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const box = $('#adapter');
+  box.replaceChildren();
+  const dl = el('dl');
+  const row = (k: string, v: string) => dl.append(el('dt', k), el('dd', v || '—'));
+  row('vendor', s.vendor);
+  row('architecture', s.architecture);
+  row('device / description', [s.device, s.description].filter(Boolean).join(' / '));
+  row('fallback (software) adapter', s.isFallbackAdapter ? 'yes' : 'no');
+  if (info.subgroupMinSize !== undefined) row('subgroup size', `${info.subgroupMinSize}–${info.subgroupMaxSize}`);
+  row('device features', s.features.join(', '));
+  row('adapter features', [...gpu.adapter.features].sort().join(', '));
+  box.append(dl);
+  const table = el('table');
+  table.append(el('caption', 'device limits (requested at the adapter maximum)'));
+  for (const [k, v] of Object.entries(s.limits)) {
+    const tr = el('tr');
+    tr.append(el('td', k), el('td', v.toLocaleString('en-US'), 'num'));
+    table.append(tr);
+  }
+  box.append(table);
+}
+
+function buildKernelTable(): HTMLTableRowElement[] {
+  const body = $('#kernel-rows');
+  return KERNEL_CASES.map((c) => {
+    const tr = el('tr') as HTMLTableRowElement;
+    tr.append(el('td', c.name), el('td', c.shape), el('td', '', 'num'), el('td', '', 'num'), el('td', '', 'num'), el('td', '', 'num'), el('td', '', 'num'), el('td'));
+    body.append(tr);
+    return tr;
+  });
+}
+
+async function runKernels(gpu: Gpu, rows: HTMLTableRowElement[]): Promise<boolean> {
+  let allOk = true;
+  document.body.dataset.kernels = 'running';
+  for (let i = 0; i < KERNEL_CASES.length; i++) {
+    const cells = rows[i].cells;
+    cells[7].textContent = 'running…';
+    await new Promise((r) => setTimeout(r, 0)); // let the row repaint
+    try {
+      const r = await runCase(gpu, KERNEL_CASES[i]);
+      const ok = r.relMax <= REL_TOL;
+      allOk &&= ok;
+      cells[2].textContent = r.maxAbs.toExponential(2);
+      cells[3].textContent = r.relMax.toExponential(2);
+      cells[4].textContent = fmtMs(r.firstMs);
+      cells[5].textContent = fmtMs(r.warmMs);
+      cells[6].textContent = r.gpuMs === undefined ? 'n/a' : fmtMs(r.gpuMs);
+      cells[7].textContent = ok ? `✓ ≤ ${REL_TOL}` : `✗ > ${REL_TOL}`;
+      rows[i].className = ok ? 'ok' : 'bad';
+    } catch (e) {
+      allOk = false;
+      cells[7].textContent = errText(e);
+      rows[i].className = 'bad';
+    }
+  }
+  document.body.dataset.kernels = allOk ? 'done' : 'error';
+  return allOk;
+}
+
+function samplerUi(gpu: Gpu) {
+  let model: TinyModel | undefined;
+  let busy = false;
+  const status = $('#sampler-status');
+  const say = (s: string) => (status.textContent = s);
+  const steps = $<HTMLInputElement>('#steps');
+  const eta = $<HTMLInputElement>('#eta');
+  const seed = $<HTMLInputElement>('#seed');
+  const sync = () => {
+    $('#steps-out').textContent = steps.value;
+    $('#eta-out').textContent = Number(eta.value).toFixed(2);
+  };
+  steps.oninput = eta.oninput = sync;
+  sync();
+
+  const setModel = (m: TinyModel) => {
+    model?.unet.dispose();
+    model = m;
+    $('#model-name').textContent = `${m.name}: ${m.params.toLocaleString('en-US')} parameters, latent ${JSON.stringify(m.latentShape)}, conditioning: ${m.cond.source}`;
+  };
+  const guarded = async (what: () => Promise<void>) => {
+    if (busy) return;
+    busy = true;
+    document.body.dataset.sampler = 'running';
+    try {
+      await what();
+      document.body.dataset.sampler = 'done';
+    } catch (e) {
+      document.body.dataset.sampler = 'error';
+      say(errText(e));
+    } finally {
+      busy = false;
+    }
+  };
+  const loadServer = async () => {
+    say(`loading ${TINY_MODEL_URL} …`);
+    const t0 = performance.now();
+    setModel(await loadFromServer(gpu, TINY_MODEL_URL));
+    say(`loaded in ${fmtMs(performance.now() - t0)}`);
+  };
+  const generate = async () => {
+    if (!model) await loadServer();
+    const m = model!;
+    const strip = $('#steps-strip');
+    strip.replaceChildren();
+    const n = Number(steps.value);
+    const g = Number(eta.value);
+    say(`sampling: ${n} TCD steps, γ = ${g.toFixed(2)}, seed ${seed.value} …`);
+    const r = await sampleTcd(gpu, m, {
+      steps: n,
+      eta: g,
+      seed: Number(seed.value) | 0,
+      onStep: (s) => {
+        const fig = el('figure');
+        const c = document.createElement('canvas');
+        c.width = c.height = 64;
+        drawLatents(c, s.denoised, m.latentShape);
+        fig.append(c, el('figcaption', `t=${s.timestep} x̂_s · ${fmtMs(s.ms)}`));
+        strip.append(fig);
+        say(`step ${s.index + 1}/${n} (t = ${s.timestep}) ${fmtMs(s.ms)}`);
+      },
+    });
+    drawLatents($<HTMLCanvasElement>('#sample-canvas'), r.latents, r.shape);
+    document.body.dataset.samplerMode = 'TCD loop (web/sampler.ts: UNet + TCDScheduler)';
+    say(
+      `${n} TCD steps, γ = ${g.toFixed(2)}, timesteps [${r.timesteps.join(', ')}]: ${fmtMs(r.totalMs)} ` +
+        `(first step includes pipeline compilation). Latent channels 0–2 shown as RGB (no VAE in this demo).`,
+    );
+  };
+  $('#load-server').onclick = () => guarded(loadServer);
+  $<HTMLInputElement>('#model-files').onchange = (ev) =>
+    guarded(async () => {
+      const files = (ev.target as HTMLInputElement).files;
+      if (!files?.length) return;
+      say('loading the chosen files …');
+      setModel(await loadFromFiles(gpu, files));
+      say('loaded; press Generate');
+    });
+  $('#generate').onclick = () => guarded(generate);
+  return { generate: () => guarded(generate) };
+}
+
+async function main(): Promise<void> {
+  const gpu = await createGpu();
+  if (!gpu) return;
+  document.body.dataset.webgpu = 'ready';
+  const s = $('#status');
+  s.className = 'ok';
+  s.textContent = `WebGPU ready: ${gpu.describe()}`;
+  showAdapter(gpu);
+  const rows = buildKernelTable();
+  $('#run-kernels').onclick = async (ev) => {
+    const b = ev.target as HTMLButtonElement;
+    b.disabled = true;
+    await runKernels(gpu, rows);
+    b.disabled = false;
+  };
+  const sampler = samplerUi(gpu);
+  const auto = new URLSearchParams(location.search).get('autorun');
+  if (auto === 'kernels' || auto === 'all') await runKernels(gpu, rows);
+  if (auto === 'sampler' || auto === 'all') await sampler.generate();
+}
+
+main().catch((e) => {
+  const s = $('#status');
+  s.className = 'error';
+  s.textContent = `demo failed: ${errText(e)}`;
+  document.body.dataset.webgpu ??= 'error';
+});
