@@ -29,6 +29,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
+// tanh with its argument clamped to ±10 (tanh(±10) is ±1 in f32): SwiftShader's tanh returns NaN for |u| ≳ 90.
+fn tanhSafe(u: f32) -> f32 { return tanh(clamp(u, -10.0, 10.0)); }
+
 fn dim(v: array<vec4u, 2>, i: u32) -> u32 { return v[i / 4u][i % 4u]; }
 
 fn flatIndex(wid: vec3u, nwg: vec3u, lid: u32) -> u32 { return (wid.y * nwg.x + wid.x) * 256u + lid; }
@@ -52,7 +55,7 @@ fn unaryF(x: f32) -> f32 {
   switch OP {
     case 10u: { return params.alpha * x; }
     case 11u: { return x * sigmoid(x); }
-    case 12u: { return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
+    case 12u: { return 0.5 * x * (1.0 + tanhSafe(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
     case 13u: { return 0.5 * x * (1.0 + erf_f32(x * INV_SQRT_2)); }
     case 14u: { return x * sigmoid(1.702 * x); }
     case 15u: { return exp(x); }
@@ -66,7 +69,7 @@ fn unaryGrad(x: f32) -> f32 {
     case 11u: { let s = sigmoid(x); return s * (1.0 + x * (1.0 - s)); }
     case 12u: {
       let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-      let t = tanh(u);
+      let t = tanhSafe(u);
       return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
     }
     case 13u: { return 0.5 * (1.0 + erf_f32(x * INV_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x); }

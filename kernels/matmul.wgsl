@@ -84,6 +84,9 @@ const BUF_A2: u32 = 2u;
 const BUF_B2: u32 = 3u;
 const BUF_BIAS: u32 = 4u;
 
+// tanh with its argument clamped to ±10 (tanh(±10) is ±1 in f32): SwiftShader's tanh returns NaN for |u| ≳ 90.
+fn tanhSafe(u: vec4f) -> vec4f { return tanh(clamp(u, vec4f(-10.0), vec4f(10.0))); }
+
 fn readBuf(buf: u32, i: u32) -> Elem {
   switch buf {
     case 0u: { return a[i]; }
@@ -264,7 +267,7 @@ fn erf4(x: vec4f) -> vec4f {
 fn activate(x: vec4f) -> vec4f {
   switch ACT {
     case 11u: { return x * sigmoid4(x); }
-    case 12u: { return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
+    case 12u: { return 0.5 * x * (1.0 + tanhSafe(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
     case 13u: { return 0.5 * x * (1.0 + erf4(x * INV_SQRT_2)); }
     case 14u: { return x * sigmoid4(1.702 * x); }
     default: { return x; }

@@ -2,11 +2,6 @@
 // title joined by ' > '), each with the reason. Reported as skipped, with the reason, in the results.
 export const BROWSER_SKIPS = [
   {
-    file: 'runtime',
-    test: 'device > reports adapter, features and the maximum limits it asked for',
-    reason: "asserts summary().host === 'node' (in a page it is 'browser'); the limits part is covered by the adapter report",
-  },
-  {
     file: 'safetensors',
     test: 'safetensors > writes atomically: a failed write leaves the existing file untouched and no temporary behind',
     reason: 'file system (writeSafetensors / node:fs)',
