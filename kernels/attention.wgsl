@@ -10,7 +10,8 @@
 // Layout (token-major, as a linear layer produces it; heads are split by strides, no transposes):
 //   Q, O, dO, dQ: [B, N, heads·headDim]     K, V, dK, dV: [B, M, heads·headDim]     LSE, Dv: [B, heads, N]
 // Buffers are read as vec4 (headDim is a multiple of 4); qStride / kStride / vStride / oStride are the vec4s per
-// token row (heads·headDim/4 for these contiguous layouts). The causal mask is top-left aligned: query n sees keys
+// token row of Q, K, V (a fused projection's output rows hold several of them: then qOff / kOff / vOff say where
+// each starts, in vec4s) and of O, dO, dQ, dK, dV (always contiguous: heads·headDim/4). The causal mask is top-left aligned: query n sees keys
 // m ≤ n (CLIP's text encoder has N = M).
 //
 // Tiling (all kernels). A workgroup owns BR "rows" (queries; keys in bwd_dkdv) and walks the "columns" (keys;
@@ -67,14 +68,17 @@ struct Params {
   M: u32,           // keys
   heads: u32,
   rows: u32,        // bwd_prep: B·N·heads
-  qStride: u32,     // vec4s per token row of Q (and dQ)
-  kStride: u32,     // of K (and dK)
-  vStride: u32,     // of V (and dV)
-  oStride: u32,     // of O (and dO)
+  qStride: u32,     // vec4s per token row of Q
+  kStride: u32,     // of K
+  vStride: u32,     // of V
+  oStride: u32,     // of O, dO, dQ, dK, dV (contiguous: heads·headDim/4)
   scaleLog2: f32,   // scale · log2(e)
   scale: f32,
   causal: u32,      // 1: query n sees keys m ≤ n only
   one: u32,         // 1: the trip-count factor of rolled loops (ROLL)
+  qOff: u32,        // vec4 offset of Q's first element in its binding (0 unless Q is a slice of wider rows)
+  kOff: u32,
+  vOff: u32,
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -137,8 +141,17 @@ fn strideOf(buf: u32) -> u32 {
   }
 }
 
+fn offsetOf(buf: u32) -> u32 {
+  switch buf {
+    case 0u: { return params.qOff; }
+    case 1u: { return params.kOff; }
+    case 2u: { return params.vOff; }
+    default: { return 0u; }
+  }
+}
+
 fn fetch(buf: u32, b: u32, tok: u32, count: u32, h: u32, c: u32) -> vec4f {
-  return select(vec4f(0.0), readBuf(buf, rowIndex(strideOf(buf), b, tok, count, h, c)), tok < count);
+  return select(vec4f(0.0), readBuf(buf, offsetOf(buf) + rowIndex(strideOf(buf), b, tok, count, h, c)), tok < count);
 }
 
 fn copyX1(buf: u32, b: u32, r0: u32, count: u32, h: u32, mul: f32, tid: u32) {
@@ -412,7 +425,7 @@ fn bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) ti
   for (var i = 0u; i < TM; i++) {
     let row = q0 + ty * TM + i;
     if (row >= N) { continue; }
-    let base = (b * N + row) * params.qStride + h * DV;
+    let base = (b * N + row) * params.oStride + h * DV;
     for (var c = 0u; c < TC; c++) {
       let col = tx + c * TX;
       if (col < DV) { dq[base + col] = accA[i * TC + c] * params.scale; }
@@ -473,8 +486,8 @@ fn bwd_dkdv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   for (var i = 0u; i < TM; i++) {
     let row = k0 + ty * TM + i;
     if (row >= M) { continue; }
-    let kb = (b * M + row) * params.kStride + h * DV;
-    let vb = (b * M + row) * params.vStride + h * DV;
+    let kb = (b * M + row) * params.oStride + h * DV;
+    let vb = (b * M + row) * params.oStride + h * DV;
     for (var c = 0u; c < TC; c++) {
       let col = tx + c * TX;
       if (col < DV) {

@@ -4,8 +4,8 @@
 // Tensors a node saves that are not views of an input (norm statistics, the attention LSE) are handed to the node,
 // or released at once when nothing was recorded.
 import { ShapeError } from '../../runtime/errors.js';
-import { attentionBackward, attentionWithLse } from '../kernels/attention.js';
-import { type Pair, conv2dBackward, conv2d as conv2dKernel } from '../kernels/conv2d.js';
+import { type AttentionSlices, attentionBackward, attentionWithLse } from '../kernels/attention.js';
+import { type PackedConv2dWeight, type Pair, conv2dBackward, conv2d as conv2dKernel } from '../kernels/conv2d.js';
 import { gegluBackward, geglu as gegluKernel } from '../kernels/geglu.js';
 import { groupNormBackward, groupNorm as groupNormKernel } from '../kernels/group_norm.js';
 import { layerNormBackward, layerNorm as layerNormKernel } from '../kernels/layer_norm.js';
@@ -30,13 +30,17 @@ export interface Conv2dOpOptions {
   bias?: Var;
   /** Added to the output in the conv's epilogue (the resnet shortcut); its gradient is dy. */
   residual?: Var;
+  /** w packed for the forward kernel (a frozen weight's cached packing; packed per call when absent). */
+  packed?: PackedConv2dWeight;
+  /** w packed for the input gradient, fetched only when the backward needs dx (packed per call when absent). */
+  packedInputGrad?: () => PackedConv2dWeight;
   label?: string;
 }
 
 /** y = conv(x, w) + bias + residual (NCHW). dw / dbias only when those need a gradient (frozen convs pay nothing). */
 export function conv2d(x: Var, w: Var, opts: Conv2dOpOptions = {}): Var {
   const { stride = 1, padding = 0, bias, residual, label } = opts;
-  const y = conv2dKernel(x.value, w.value, { stride, padding, bias: bias?.value, residual: residual?.value, label });
+  const y = conv2dKernel(x.value, w.value, { stride, padding, bias: bias?.value, residual: residual?.value, packed: opts.packed, label });
   const inputs = [x, w, ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
   const iRes = residual ? inputs.length - 1 : -1;
   return track(y, {
@@ -51,6 +55,7 @@ export function conv2d(x: Var, w: Var, opts: Conv2dOpOptions = {}): Var {
         needInput: need[0],
         needWeight: need[1],
         needBias: !!bias && need[2],
+        packedInputGrad: need[0] ? opts.packedInputGrad?.() : undefined,
       });
       const grads: (Tensor | undefined)[] = [g.dx, g.dw];
       if (bias) grads.push(g.dbias);
@@ -106,6 +111,12 @@ export interface AttentionOpOptions {
   /** Default 1/sqrt(headDim). */
   scale?: number;
   causal?: boolean;
+  /**
+   * Q, K, V as column ranges of wider rows (fused projections; see src/kernels/attention.ts). q, k, v may then be the
+   * same Var: the gradient of a Var that needs one is the operands' gradients concatenated in column order, so its
+   * slices must tile its rows exactly (a [B, N, 3C] QKV output); partial slices are allowed for Vars without gradient.
+   */
+  slices?: AttentionSlices;
   label?: string;
 }
 
@@ -115,14 +126,60 @@ export interface AttentionOpOptions {
  * probabilities tile by tile instead of storing them.
  */
 export function attention(q: Var, k: Var, v: Var, opts: AttentionOpOptions): Var {
+  if (!opts.slices) {
+    const { o, lse } = attentionWithLse(q.value, k.value, v.value, opts);
+    const out = track(o, {
+      op: 'attention',
+      inputs: [q, k, v],
+      save: () => [keep(q), keep(k), keep(v), keep(o), lse],
+      backward: (dy, [sq, sk, sv, so, sl]) => {
+        const g = attentionBackward(sq, sk, sv, so, sl, dy, opts);
+        return [g.dq, g.dk, g.dv];
+      },
+    });
+    return releaseIfUntracked(out, lse);
+  }
+  return slicedAttention(q, k, v, opts, opts.slices);
+}
+
+/** attention() on column slices: each distinct input Var is one tape input; its gradient joins its operands' ones. */
+function slicedAttention(q: Var, k: Var, v: Var, opts: AttentionOpOptions, slices: AttentionSlices): Var {
+  const operands = [q, k, v];
+  const offsets = [slices.q ?? 0, slices.k ?? 0, slices.v ?? 0];
+  const inputs = [...new Set(operands)];
+  // Per input: the operand indices it feeds, in column order.
+  const parts = inputs.map((x) => [0, 1, 2].filter((i) => operands[i] === x).sort((i, j) => offsets[i] - offsets[j]));
+  inputs.forEach((x, n) => {
+    if (!x.needsGrad) return;
+    const tiles = parts[n].every((i, j) => offsets[i] === j * slices.channels) && parts[n].length * slices.channels === x.shape.at(-1);
+    if (!tiles)
+      throw new ShapeError(
+        `${opts.label ?? 'attention'}: '${x.name}' ${shapeStr(x.shape)} needs a gradient, so its q / k / v slices must tile its rows exactly`,
+      );
+  });
   const { o, lse } = attentionWithLse(q.value, k.value, v.value, opts);
   const out = track(o, {
     op: 'attention',
-    inputs: [q, k, v],
-    save: () => [keep(q), keep(k), keep(v), keep(o), lse],
-    backward: (dy, [sq, sk, sv, so, sl]) => {
-      const g = attentionBackward(sq, sk, sv, so, sl, dy, opts);
-      return [g.dq, g.dk, g.dv];
+    inputs,
+    save: () => [...inputs.map((x) => keep(x)), keep(o), lse],
+    backward: (dy, saved, need) => {
+      const [so, sl] = saved.slice(-2);
+      const at = (x: Var) => saved[inputs.indexOf(x)];
+      const g = attentionBackward(at(q), at(k), at(v), so, sl, dy, opts);
+      const d = [g.dq, g.dk, g.dv];
+      const grads = inputs.map((_, n) => {
+        if (!need[n]) return undefined;
+        let acc = d[parts[n][0]];
+        for (const i of parts[n].slice(1)) {
+          const joined = concatKernel(acc, d[i], -1);
+          if (acc !== d[parts[n][0]]) acc.release();
+          acc = joined;
+        }
+        return acc;
+      });
+      // Gradients not handed back (not needed, or joined into a concatenation) are freed here.
+      for (const t of d) if (!grads.includes(t)) t.release();
+      return grads;
     },
   });
   return releaseIfUntracked(out, lse);

@@ -10,6 +10,8 @@
 // headDim must be a multiple of 4 (vec4 access); N, M are arbitrary (partial tiles are masked). The causal mask is
 // top-left aligned (query n sees keys 0..n), as PyTorch's is_causal; CLIP's text encoder has N = M = 77.
 // scale defaults to 1/sqrt(headDim).
+// Fused projections: with `slices`, Q, K, V may be column ranges of wider token rows (one [B, N, 3·C] QKV GEMM
+// output, or one [B, M, Σ C] K/V output shared by many blocks), read in place; O and the gradients are contiguous.
 //
 // Tiles (AttentionTile) are chosen per device and headDim from the workgroup-storage and invocation limits (see
 // chooseAttentionTile); they can be forced per call for tuning. On CPU adapters (lavapipe) small tiles with rolled
@@ -88,6 +90,9 @@ export const attentionKernel = new Kernel<AttentionVariant>({
     ['scale', 'f32'],
     ['causal', 'u32'],
     ['one', 'u32'],
+    ['qOff', 'u32'],
+    ['kOff', 'u32'],
+    ['vOff', 'u32'],
   ],
   constants: (v) => ({
     HD: v.hd,
@@ -268,7 +273,21 @@ export interface AttentionOptions {
    * adapters (lavapipe / SwiftShader), whose shader compile time grows steeply with unrolled shared-memory accesses.
    */
   roll?: boolean;
+  /** Q, K, V read as column slices of their tensors' rows (default: each tensor is exactly [B, tokens, C]). */
+  slices?: AttentionSlices;
   label?: string;
+}
+
+/**
+ * Where Q, K, V sit in wider token rows: each operand's tensor is [B, tokens, W] (W its own row width) and the
+ * operand is columns offset .. offset + channels of every row. Offsets and widths must be multiples of 4 (vec4 reads).
+ */
+export interface AttentionSlices {
+  /** heads·headDim. */
+  channels: number;
+  q?: number;
+  k?: number;
+  v?: number;
 }
 
 export interface AttentionBackwardOptions extends AttentionOptions {
@@ -278,6 +297,9 @@ export interface AttentionBackwardOptions extends AttentionOptions {
 }
 
 interface Geometry {
+  /** Row widths (elements) and column offsets of Q, K, V in their tensors. */
+  widths: [number, number, number];
+  offsets: [number, number, number];
   B: number;
   N: number;
   M: number;
@@ -294,17 +316,32 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
   if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new ShapeError(`${op}: q, k, v must be [B, tokens, heads·headDim], got ${all}`);
   const heads = opts.heads;
   if (!Number.isInteger(heads) || heads < 1) throw new ShapeError(`${op}: heads must be a positive integer, got ${heads}`);
-  const [B, N, C] = q.shape;
+  const [B, N] = q.shape;
+  const sl = opts.slices;
+  const C = sl ? sl.channels : q.shape[2];
   const M = k.shape[1];
   if (k.shape[0] !== B || v.shape[0] !== B) throw new ShapeError(`${op}: batch sizes differ (expected ${B} everywhere), got ${all}`);
-  if (k.shape[2] !== C || v.shape[2] !== C) throw new ShapeError(`${op}: q, k, v must have the same channels (expected ${C}), got ${all}`);
+  const offsets: [number, number, number] = [sl?.q ?? 0, sl?.k ?? 0, sl?.v ?? 0];
+  const widths: [number, number, number] = [q.shape[2], k.shape[2], v.shape[2]];
+  if (!sl) {
+    if (k.shape[2] !== C || v.shape[2] !== C) throw new ShapeError(`${op}: q, k, v must have the same channels (expected ${C}), got ${all}`);
+  } else {
+    if (!Number.isInteger(C) || C < 1) throw new ShapeError(`${op}: slices.channels must be a positive integer, got ${C}`);
+    ['q', 'k', 'v'].forEach((name, i) => {
+      const [off, w] = [offsets[i], widths[i]];
+      if (!Number.isInteger(off) || off < 0 || off % 4 || w % 4 || off + C > w)
+        throw new ShapeError(
+          `${op}: ${name} slice at column ${off} of ${C} channels must fit its rows of ${w} (offset and width multiples of 4), got ${all}`,
+        );
+    });
+  }
   if (v.shape[1] !== M) throw new ShapeError(`${op}: k and v must have the same number of keys (expected ${M}), got ${all}`);
   if (C % heads) throw new ShapeError(`${op}: channels ${C} do not split into ${heads} heads`);
   const headDim = C / heads;
   if (headDim % 4) throw new ShapeError(`${op}: headDim ${headDim} (= ${C} / ${heads} heads) must be a multiple of 4`);
   if (M < 1 && N > 0) throw new ShapeError(`${op}: attention needs at least one key, got M = ${M} (${all})`);
   const scale = opts.scale ?? 1 / Math.sqrt(headDim);
-  return { B, N, M, heads, headDim, scale, causal: !!opts.causal };
+  return { widths, offsets, B, N, M, heads, headDim, scale, causal: !!opts.causal };
 }
 
 function tileFor(gpu: Gpu, entry: AttentionEntry, g: Geometry, tile: AttentionTile | undefined): AttentionTile {
@@ -325,14 +362,17 @@ function params(g: Geometry, rows = 0) {
     M: g.M,
     heads: g.heads,
     rows,
-    qStride: stride,
-    kStride: stride,
-    vStride: stride,
+    qStride: g.widths[0] / 4,
+    kStride: g.widths[1] / 4,
+    vStride: g.widths[2] / 4,
     oStride: stride,
     scaleLog2: g.scale * Math.LOG2E,
     scale: g.scale,
     causal: Number(g.causal),
     one: 1,
+    qOff: g.offsets[0] / 4,
+    kOff: g.offsets[1] / 4,
+    vOff: g.offsets[2] / 4,
   };
 }
 
@@ -350,7 +390,8 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
   checkGrid(gpu, g, op);
   const tile = tileFor(gpu, 'forward', g, opts.tile);
   const variant = variantFor(gpu, 'forward', g, tile, opts.roll);
-  const o = Tensor.empty(gpu, q.shape, 'f32', `${op}.o`);
+  const C = g.heads * g.headDim;
+  const o = Tensor.empty(gpu, [g.B, g.N, C], 'f32', `${op}.o`);
   const lse = Tensor.empty(gpu, [g.B, g.heads, g.N], 'f32', `${op}.lse`);
   attentionKernel.run(gpu, {
     entry: tile.outer ? 'forward_op' : 'forward',
@@ -391,9 +432,12 @@ export function attentionBackward(
   const g = geometry(op, q, k, v, opts);
   requireDType(op, 'f32', o, lse, dO);
   requireSameGpu(op, q, o, lse, dO);
+  const C = g.heads * g.headDim;
+  const qShape = [g.B, g.N, C];
+  const kShape = [g.B, g.M, C];
   for (const [name, t] of [['o', o], ['dO', dO]] as const)
-    if (t.shape.length !== 3 || t.shape.some((d, i) => d !== q.shape[i]))
-      throw new ShapeError(`${op}: ${name} ${shapeStr(t.shape)} must have q's shape ${shapeStr(q.shape)}`);
+    if (t.shape.length !== 3 || t.shape.some((d, i) => d !== qShape[i]))
+      throw new ShapeError(`${op}: ${name} ${shapeStr(t.shape)} must have q's shape ${shapeStr(qShape)}`);
   const lseShape = [g.B, g.heads, g.N];
   if (lse.shape.length !== 3 || lse.shape.some((d, i) => d !== lseShape[i]))
     throw new ShapeError(`${op}: lse ${shapeStr(lse.shape)} must be [B, heads, N] = ${shapeStr(lseShape)}`);
@@ -401,9 +445,9 @@ export function attentionBackward(
   checkGrid(gpu, g, op);
   const vDq = variantFor(gpu, 'bwd_dq', g, opts.tileDq, opts.roll);
   const vDkdv = variantFor(gpu, 'bwd_dkdv', g, opts.tileDkdv, opts.roll);
-  const dq = Tensor.empty(gpu, q.shape, 'f32', `${op}.dq`);
-  const dk = Tensor.empty(gpu, k.shape, 'f32', `${op}.dk`);
-  const dv = Tensor.empty(gpu, v.shape, 'f32', `${op}.dv`);
+  const dq = Tensor.empty(gpu, qShape, 'f32', `${op}.dq`);
+  const dk = Tensor.empty(gpu, kShape, 'f32', `${op}.dk`);
+  const dv = Tensor.empty(gpu, kShape, 'f32', `${op}.dv`);
   const dvec = Tensor.empty(gpu, lseShape, 'f32', `${op}.D`);
   const rows = g.B * g.N * g.heads;
   const bufs = { q, k, v, o, lse, dout: dO, dvec, dq, dk, dv };
