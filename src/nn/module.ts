@@ -8,6 +8,7 @@ import { Var } from '../autograd/tape.js';
 import type { LoraWeights } from '../autograd/lora_ops.js';
 import type { Gpu } from '../../runtime/device.js';
 import type { Tensor } from '../tensor.js';
+import type { KvSlice } from './attention.js';
 
 export class Param {
   var?: Var;
@@ -45,13 +46,69 @@ export interface CheckpointOptions {
   transformerBlocks?: boolean;
 }
 
+/**
+ * Copies of frozen weights re-laid out for speed (built on first use, rebuilt when a weight is replaced, freed by
+ * clearDerived). Each costs GPU memory; SDXL f32 sizes in parentheses (base weights: 10.3 GB).
+ */
+export interface WeightCacheOptions {
+  /** Self-attention to_q / to_k / to_v as one GEMM on a stacked [3C, C] weight (+1.2 GB). Default true. */
+  fuseQkv: boolean;
+  /** Every cross-attention's to_k / to_v as one GEMM over the text context per forward (+1.3 GB). Default true. */
+  batchCrossKv: boolean;
+  /** Conv weights packed once for the forward kernel instead of per call (+ the conv weights' size). Default true. */
+  packConvForward: boolean;
+  /** Also keep the input-gradient packing (training backward; + the conv weights' size again). Default false. */
+  packConvInputGrad: boolean;
+}
+
+export const DEFAULT_WEIGHT_CACHES: WeightCacheOptions = { fuseQkv: true, batchCrossKv: true, packConvForward: true, packConvInputGrad: false };
+
+/**
+ * A tensor derived from frozen parameters, valid while those parameters hold the same Vars (loading weights
+ * replaces every Var, so a reload invalidates it).
+ */
+export class DerivedWeight<T extends { release(): void }> {
+  private from: readonly Var[] = [];
+  private value?: T;
+
+  constructor(ctx: ModelContext) {
+    ctx.derived.add(this);
+  }
+
+  /** The cached value for these source Vars, built (and the old one freed) when they changed. */
+  get(sources: readonly Var[], build: () => T): T {
+    if (!this.value || sources.length !== this.from.length || sources.some((v, i) => v !== this.from[i] || v.value.isReleased)) {
+      this.release();
+      this.value = build();
+      this.from = [...sources];
+    }
+    return this.value;
+  }
+
+  release(): void {
+    this.value?.release();
+    this.value = undefined;
+    this.from = [];
+  }
+}
+
 export class ModelContext {
   readonly params = new Map<string, Param>();
   readonly loraTargets = new Map<string, LoraTarget>();
   probe?: ActivationProbe;
   checkpointing: CheckpointOptions = {};
+  /** Which derived weight copies to keep (see WeightCacheOptions). */
+  weightCaches: WeightCacheOptions = { ...DEFAULT_WEIGHT_CACHES };
+  readonly derived = new Set<DerivedWeight<{ release(): void }>>();
+  /** During a forward: cross-attention K / V computed for many blocks at once, by attention module name. */
+  crossKv?: ReadonlyMap<string, KvSlice>;
 
   constructor(readonly gpu: Gpu) {}
+
+  /** Frees every derived weight copy (they are rebuilt on the next forward that uses them). */
+  clearDerived(): void {
+    for (const d of this.derived) d.release();
+  }
 
   addParam(name: string, shape: readonly number[]): Param {
     if (this.params.has(name)) throw new Error(`parameter '${name}' registered twice`);

@@ -2,7 +2,7 @@
 import { transpose } from '../autograd/nn_ops.js';
 import { add, reshape } from '../autograd/ops.js';
 import { type Var, checkpoint, tidy } from '../autograd/tape.js';
-import { Attention, FeedForward } from './attention.js';
+import { Attention, FeedForward, type KvSlice } from './attention.js';
 import { Conv2d } from './conv2d.js';
 import { Linear } from './linear.js';
 import { type ModelContext, Module } from './module.js';
@@ -29,17 +29,20 @@ export class BasicTransformerBlock extends Module {
 
   /** h [B, N, C], context [B, M, crossAttentionDim]. */
   forward(h: Var, context: Var): Var {
-    const y = this.ctx.checkpointing.transformerBlocks
-      ? checkpoint(this.name, ([a, c]) => this.run(a, c), [h, context])
-      : this.run(h, context);
+    // K / V batched over blocks (src/nn/cross_kv.ts) enter the checkpoint as an input, so a replay finds them alive.
+    const kv = this.ctx.crossKv?.get(this.attn2.name);
+    let y: Var;
+    if (!this.ctx.checkpointing.transformerBlocks) y = this.run(h, context, kv);
+    else if (kv) y = checkpoint(this.name, ([a, c, s]) => this.run(a, c, { ...kv, kv: s }), [h, context, kv.kv]);
+    else y = checkpoint(this.name, ([a, c]) => this.run(a, c), [h, context]);
     this.ctx.emit(this.name, y);
     return y;
   }
 
-  private run(h: Var, context: Var): Var {
+  private run(h: Var, context: Var, kv?: KvSlice): Var {
     return tidy(() => {
       let x = add(h, this.attn1.forward(this.norm1.forward(h)));
-      x = add(x, this.attn2.forward(this.norm2.forward(x), context));
+      x = add(x, this.attn2.forward(this.norm2.forward(x), context, kv));
       return add(x, this.ff.forward(this.norm3.forward(x)));
     });
   }

@@ -15,7 +15,8 @@ import type { ByteSource } from '../io/byte_source.js';
 import type { LoraAdapter, LoraSet } from '../io/lora_format.js';
 import { Conv2d } from '../nn/conv2d.js';
 import { TimestepEmbedding, Timesteps } from '../nn/embeddings.js';
-import { type ActivationProbe, type CheckpointOptions, ModelContext, Module, type Param } from '../nn/module.js';
+import { CrossKvBatch } from '../nn/cross_kv.js';
+import { type ActivationProbe, type CheckpointOptions, ModelContext, Module, type Param, type WeightCacheOptions } from '../nn/module.js';
 import { GroupNorm } from '../nn/norm.js';
 import { Tensor } from '../tensor.js';
 import { type BlockCommon, DownBlock, MidBlock, UpBlock } from './blocks.js';
@@ -64,6 +65,7 @@ export class UNet2DConditionModel extends Module {
   readonly upBlocks: UpBlock[];
   readonly convNormOut: GroupNorm;
   readonly convOut: Conv2d;
+  private readonly crossKv: CrossKvBatch;
 
   constructor(
     readonly gpu: Gpu,
@@ -92,6 +94,20 @@ export class UNet2DConditionModel extends Module {
     this.upBlocks = cfg.up.map((spec, i) => new UpBlock(ctx, `up_blocks.${i}`, spec, common));
     this.convNormOut = new GroupNorm(ctx, 'conv_norm_out', cfg.groups, C0, cfg.eps);
     this.convOut = new Conv2d(ctx, 'conv_out', C0, cfg.outChannels, { kernel: cfg.convOutKernel, padding: (cfg.convOutKernel - 1) / 2 });
+    const transformers = [...this.downBlocks.flatMap((b) => b.attentions), ...(this.midBlock ? [this.midBlock.attention] : []), ...this.upBlocks.flatMap((b) => b.attentions)];
+    this.crossKv = new CrossKvBatch(ctx, transformers.flatMap((t) => t.blocks.map((b) => b.attn2)));
+  }
+
+  /**
+   * Derived weight copies kept for speed (fused self-attention QKV, cross-attention K/V batched over blocks, packed
+   * conv weights); see WeightCacheOptions for what each costs. Changing them frees the current copies.
+   */
+  set weightCaches(opts: Partial<WeightCacheOptions>) {
+    this.ctx.weightCaches = { ...this.ctx.weightCaches, ...opts };
+    this.ctx.clearDerived();
+  }
+  get weightCaches(): WeightCacheOptions {
+    return this.ctx.weightCaches;
   }
 
   /** Every parameter by state-dict name, with the shape the config implies. */
@@ -101,6 +117,7 @@ export class UNet2DConditionModel extends Module {
 
   /** Random weights on the GPU (N(0, 1/fan_in), norms 1, biases 0), for benchmarks and tests without a checkpoint. */
   initRandom(opts: RandomInitOptions = {}): RandomInitSummary {
+    this.ctx.clearDerived();
     return initRandomParameters(this.gpu, this.parameters, opts);
   }
 
@@ -118,6 +135,7 @@ export class UNet2DConditionModel extends Module {
    * StateDictError listing them all.
    */
   loadWeights(source: WeightSource, opts: LoadWeightsOptions = {}): Promise<void> {
+    this.ctx.clearDerived();
     return loadStateDict(this.ctx, source, opts);
   }
 
@@ -156,6 +174,7 @@ export class UNet2DConditionModel extends Module {
   /** Frees every parameter and adapter. */
   dispose(): void {
     clearLora(this.ctx);
+    this.ctx.clearDerived();
     for (const p of this.ctx.params.values()) {
       p.var?.dispose();
       p.var = undefined;
@@ -167,10 +186,14 @@ export class UNet2DConditionModel extends Module {
     const ctx = this.ctx;
     ctx.probe = opts.probe;
     try {
-      return tidy(() => this.run(inputs));
+      return tidy(() => {
+        ctx.crossKv = this.crossKv.run(inputs.encoderHiddenStates);
+        return this.run(inputs);
+      });
     } finally {
-      // Checkpointed blocks replay during the backward; they must not probe again.
+      // Checkpointed blocks replay during the backward; they must not probe again (and get their K / V as inputs).
       ctx.probe = undefined;
+      ctx.crossKv = undefined;
     }
   }
 

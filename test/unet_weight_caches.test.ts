@@ -1,0 +1,107 @@
+// Derived weight copies (WeightCacheOptions: fused self-attention QKV, cross-attention K/V batched over blocks,
+// packed conv weights) change the kernels a forward runs, not its result: outputs and gradients with every cache on
+// match those with every cache off (random weights, tiny config), with and without gradient checkpointing, and the
+// caches follow a weight reload.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Gpu } from '../runtime/device.js';
+import { sumAllOp } from '../src/autograd/ops.js';
+import { Tape, Var } from '../src/autograd/tape.js';
+import { DEFAULT_WEIGHT_CACHES } from '../src/nn/module.js';
+import { Tensor, numel } from '../src/tensor.js';
+import type { UNetConfigJson } from '../src/unet/config.js';
+import { UNet2DConditionModel } from '../src/unet/unet.js';
+import { relMaxErr } from './golden_io.js';
+import { seeded, testGpu } from './helpers.js';
+
+let gpu: Gpu;
+let unet: UNet2DConditionModel;
+
+const CONFIG: UNetConfigJson = {
+  block_out_channels: [8, 16],
+  down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D'],
+  up_block_types: ['CrossAttnUpBlock2D', 'UpBlock2D'],
+  layers_per_block: 1,
+  transformer_layers_per_block: [1, 2],
+  attention_head_dim: [2, 4],
+  cross_attention_dim: 8,
+  norm_num_groups: 4,
+  use_linear_projection: true,
+  addition_embed_type: 'text_time',
+  addition_time_embed_dim: 4,
+  projection_class_embeddings_input_dim: 8 + 6 * 4,
+};
+const [B, H, W, TOKENS] = [2, 4, 4, 3];
+const OFF = { fuseQkv: false, batchCrossKv: false, packConvForward: false, packConvInputGrad: false };
+const ON = { fuseQkv: true, batchCrossKv: true, packConvForward: true, packConvInputGrad: true };
+// Same kernels on the same values; only the GEMM shapes (and so partial-tile padding) differ: f32 rounding only.
+const TOL = 1e-5;
+
+async function load(seed: number): Promise<void> {
+  let s = seed;
+  await unet.loadWeights(new Map([...unet.parameters].map(([k, p]) => [k, { data: seeded(numel(p.shape), s++, -0.3, 0.3), shape: p.shape }])));
+}
+
+beforeAll(async () => {
+  gpu = await testGpu();
+  unet = new UNet2DConditionModel(gpu, CONFIG);
+  await load(100);
+});
+afterAll(() => {
+  unet?.dispose();
+  gpu?.destroy();
+});
+
+/** Output and d(sum of outputs)/d sample; the text context needs no gradient (so its K/V may be batched). */
+async function step(): Promise<{ out: Float32Array; dSample: Float32Array }> {
+  const sample = new Var(Tensor.fromArray(gpu, seeded(B * 4 * H * W, 1), [B, 4, H, W]), true, 'sample');
+  const ctx = new Var(Tensor.fromArray(gpu, seeded(B * TOKENS * 8, 2), [B, TOKENS, 8]));
+  const textEmbeds = new Var(Tensor.fromArray(gpu, seeded(B * 8, 3), [B, 8]));
+  const timeIds = new Var(Tensor.fromArray(gpu, Float32Array.from({ length: B * 6 }, (_, i) => 64 * (i + 1)), [B, 6]));
+  const tape = new Tape();
+  const y = tape.record(() => unet.forward({ sample, encoderHiddenStates: ctx, textEmbeds, timeIds, timestep: 500 }));
+  const loss = tape.record(() => sumAllOp(y));
+  const out = await y.value.toArray();
+  const seed = Tensor.fromArray(gpu, [1], [1]);
+  tape.backward(loss, seed);
+  seed.release();
+  const dSample = await sample.grad!.toArray();
+  for (const v of [sample, ctx, textEmbeds, timeIds, y, loss]) v.dispose();
+  return { out, dSample };
+}
+
+describe('UNet weight caches', () => {
+  it('defaults: fused QKV, batched cross K/V, forward packing on; input-grad packing off', () => {
+    expect(unet.weightCaches).toEqual(DEFAULT_WEIGHT_CACHES);
+    expect(DEFAULT_WEIGHT_CACHES).toEqual({ ...ON, packConvInputGrad: false });
+  });
+
+  it('every cache on vs off: same output and input gradient, also checkpointed; caches follow a reload', async () => {
+    unet.weightCaches = OFF;
+    const ref = await step();
+    unet.weightCaches = ON;
+    const before = gpu.pool.report().currentBytes;
+    const on = await step();
+    const cached = gpu.pool.report().currentBytes - before;
+    console.log(`  derived weights: ${cached} bytes; output ${relMaxErr(on.out, ref.out).toExponential(2)}, d sample ${relMaxErr(on.dSample, ref.dSample).toExponential(2)}`);
+    expect(cached, 'derived copies were built').toBeGreaterThan(0);
+    expect(relMaxErr(on.out, ref.out)).toBeLessThan(TOL);
+    expect(relMaxErr(on.dSample, ref.dSample)).toBeLessThan(TOL);
+
+    unet.gradientCheckpointing = { resnets: true, transformerBlocks: true };
+    const ckpt = await step();
+    unet.gradientCheckpointing = {};
+    expect(gpu.pool.report().currentBytes - before, 'a checkpointed step leaves only the caches').toBe(cached);
+    expect(relMaxErr(ckpt.out, ref.out)).toBeLessThan(TOL);
+    expect(relMaxErr(ckpt.dSample, ref.dSample)).toBeLessThan(TOL);
+
+    // New weights: the caches are rebuilt, not reused.
+    await load(500);
+    const reloaded = await step();
+    unet.weightCaches = OFF;
+    expect(gpu.pool.report().currentBytes, 'turning the caches off frees them').toBe(before);
+    const reloadedRef = await step();
+    expect(relMaxErr(reloaded.out, ref.out), 'new weights, new output').toBeGreaterThan(1e-3);
+    expect(relMaxErr(reloaded.out, reloadedRef.out)).toBeLessThan(TOL);
+    expect(relMaxErr(reloaded.dSample, reloadedRef.dSample)).toBeLessThan(TOL);
+  });
+});
