@@ -4,7 +4,7 @@
 // Linear: src/kernels/lora_matmul.ts (the matmul kernel's second operand pair, so y is written once; h = scale·x·Aᵀ
 // is kept for dB). Conv: src/kernels/conv2d.ts loraConv2d (an r-channel conv, then W's K loop continues over B).
 import { ShapeError } from '../../runtime/errors.js';
-import { type Pair, loraConv2dBackward, loraConv2d as loraConv2dKernel } from '../kernels/conv2d.js';
+import { type PackedConv2dWeight, type Pair, loraConv2dBackward, loraConv2d as loraConv2dKernel } from '../kernels/conv2d.js';
 import { loraLinearBackward, loraLinearWithH } from '../kernels/lora_matmul.js';
 import { type Tensor, shapeStr } from '../tensor.js';
 import { Var, keep, track } from './tape.js';
@@ -48,6 +48,9 @@ export interface LoraConv2dOpOptions {
   stride?: Pair;
   padding?: Pair;
   residual?: Var;
+  /** W packed for the forward / input-gradient kernels (cached by a frozen layer; packed per call when absent). */
+  packed?: PackedConv2dWeight;
+  packedInputGrad?: () => PackedConv2dWeight;
   label?: string;
 }
 
@@ -55,7 +58,7 @@ export interface LoraConv2dOpOptions {
 export function loraConv2d(x: Var, weight: Var, bias: Var | undefined, lora: LoraWeights, opts: LoraConv2dOpOptions = {}): Var {
   const { stride = 1, padding = 0, residual, label } = opts;
   if (weight.needsGrad) throw new ShapeError(`${label ?? 'lora_conv2d'}: the base weight '${weight.name}' is frozen under LoRA; it must not require grad`);
-  const params = { w: weight.value, bias: bias?.value, a: lora.a.value, b: lora.b.value, scale: lora.scale };
+  const params = { w: weight.value, bias: bias?.value, a: lora.a.value, b: lora.b.value, scale: lora.scale, packedW: opts.packed };
   const { y, h } = loraConv2dKernel(x.value, params, { stride, padding, residual: residual?.value, label });
   const inputs = [x, lora.a, lora.b, ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
   const iBias = bias ? 3 : -1;
@@ -65,7 +68,8 @@ export function loraConv2d(x: Var, weight: Var, bias: Var | undefined, lora: Lor
     inputs,
     save: () => [keep(x), keep(weight), keep(lora.a), keep(lora.b), h],
     backward: (dy, [sx, sw, sa, sb, sh], need) => {
-      const g = loraConv2dBackward(sx, { w: sw, a: sa, b: sb, scale: lora.scale }, dy, {
+      const packedWInputGrad = need[0] ? opts.packedInputGrad?.() : undefined;
+      const g = loraConv2dBackward(sx, { w: sw, a: sa, b: sb, scale: lora.scale, packedWInputGrad }, dy, {
         stride,
         padding,
         label,
