@@ -113,9 +113,10 @@ export class AutoencoderKL extends Module {
     this.encoder?.release();
   }
 
-  /** Frees every parameter. */
+  /** Frees every parameter and the weight caches derived from them (packed conv weights). */
   dispose(): void {
     this.encoder?.release();
+    this.ctx.clearDerived();
     for (const p of this.ctx.params.values()) {
       p.var?.dispose();
       p.var = undefined;
