@@ -33,3 +33,4 @@ export * from './kernels/random.js';
 export { initRandomParameters } from './nn/init.js';
 export * from './schedulers/index.js';
 export * from './vae/index.js';
+export * from './pipeline/index.js';
