@@ -37,6 +37,8 @@ await build({
 });
 // Tests find fixtures next to themselves (new URL('./fixtures/…', import.meta.url)); a relative link keeps that true.
 symlinkSync('../../test/fixtures', join(out, 'tests', 'fixtures'));
+// Code under scripts/ finds them as '../test/fixtures' from its own file, which in a chunk is tests/test/fixtures.
+symlinkSync('../../test', join(out, 'tests', 'test'));
 if (existsSync(join(root, 'bench/run.ts')))
   await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
 // The whole-UNet benchmark (random weights; SDXL config and PyTorch anchors bundled in).
