@@ -57,6 +57,9 @@ describe('SDXL UNet at 1024² on the dry-run device (H100 limits)', () => {
 
   it('forward: every binding within maxStorageBufferBindingSize; activation peak reported', () => {
     host.stats.windowBinding = { bytes: 0, label: '' };
+    // The first forward builds the weight caches (fused QKV, batched cross-attention K/V, packed convs: ~3.9 GB for
+    // SDXL, kept until the weights change); the second one's peak is activations alone.
+    unet.forward(inputs).dispose();
     const peak = peakOf(() => unet.forward(inputs).dispose());
     console.log(`[plan] forward: pool peak above weights ${(peak / 2 ** 20).toFixed(1)} MiB; largest binding ${(host.stats.windowBinding.bytes / 2 ** 20).toFixed(1)} MiB (${host.stats.windowBinding.label})`);
     expect(host.stats.windowBinding.bytes).toBeLessThanOrEqual(H100_LIMITS.maxStorageBufferBindingSize);
