@@ -8,28 +8,15 @@ import { sumAllOp } from '../src/autograd/ops.js';
 import { Tape, Var } from '../src/autograd/tape.js';
 import { DEFAULT_WEIGHT_CACHES } from '../src/nn/module.js';
 import { Tensor, numel } from '../src/tensor.js';
-import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
 import { relMaxErr } from './golden_io.js';
 import { seeded, testGpu } from './helpers.js';
+import { microUNetConfig } from './micro_unet.js';
 
 let gpu: Gpu;
 let unet: UNet2DConditionModel;
 
-const CONFIG: UNetConfigJson = {
-  block_out_channels: [8, 16],
-  down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D'],
-  up_block_types: ['CrossAttnUpBlock2D', 'UpBlock2D'],
-  layers_per_block: 1,
-  transformer_layers_per_block: [1, 2],
-  attention_head_dim: [2, 4],
-  cross_attention_dim: 8,
-  norm_num_groups: 4,
-  use_linear_projection: true,
-  addition_embed_type: 'text_time',
-  addition_time_embed_dim: 4,
-  projection_class_embeddings_input_dim: 8 + 6 * 4,
-};
+const CONFIG = microUNetConfig([1, 2]);
 const [B, H, W, TOKENS] = [2, 4, 4, 3];
 const OFF = { fuseQkv: false, batchCrossKv: false, packConvForward: false, packConvInputGrad: false };
 const ON = { fuseQkv: true, batchCrossKv: true, packConvForward: true, packConvInputGrad: true };

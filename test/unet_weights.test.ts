@@ -11,6 +11,7 @@ import { LoraError } from '../src/unet/lora.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
 import { type StateDictEntry, StateDictError } from '../src/unet/weights.js';
 import { testGpu } from './helpers.js';
+import { microUNetConfig } from './micro_unet.js';
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -18,21 +19,7 @@ beforeAll(async () => {
 });
 afterAll(() => gpu?.destroy());
 
-/** A small SDXL-shaped config (same block types, text_time, linear projections). */
-const CONFIG: UNetConfigJson = {
-  block_out_channels: [8, 16],
-  down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D'],
-  up_block_types: ['CrossAttnUpBlock2D', 'UpBlock2D'],
-  layers_per_block: 1,
-  transformer_layers_per_block: [1, 1],
-  attention_head_dim: [2, 4],
-  cross_attention_dim: 8,
-  norm_num_groups: 4,
-  use_linear_projection: true,
-  addition_embed_type: 'text_time',
-  addition_time_embed_dim: 4,
-  projection_class_embeddings_input_dim: 8 + 6 * 4,
-};
+const CONFIG = microUNetConfig();
 
 function zerosFor(unet: UNet2DConditionModel): Map<string, StateDictEntry> {
   return new Map([...unet.parameters].map(([k, p]) => [k, { data: new Float32Array(numel(p.shape)), shape: p.shape }]));
