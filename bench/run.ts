@@ -288,7 +288,7 @@ async function main(): Promise<number> {
     }
   } finally {
     shutdownPeers();
-    gpu.destroy();
+    await gpu.destroy();
   }
   return code;
 }

@@ -542,7 +542,7 @@ async function main(): Promise<number> {
     console.error(`sdxl_unet: ${(e as Error).stack ?? e}`);
     code = 1;
   } finally {
-    gpu.destroy();
+    await gpu.destroy();
   }
   return code;
 }

@@ -41,6 +41,8 @@ const LARGE = 16 * MIB;
 
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
+  /** Every buffer this pool created and has not destroyed (live or free), for destroyAll(). */
+  private readonly created = new Set<GPUBuffer>();
   private readonly stats: PoolStats = { currentBytes: 0, peakBytes: 0, cachedBytes: 0, allocations: 0, reuses: 0 };
 
   constructor(
@@ -60,6 +62,7 @@ export class BufferPool {
       buffer.label = label;
     } else {
       buffer = this.device.createBuffer({ size: capacity, usage: STORAGE_USAGE(), label });
+      this.created.add(buffer);
       this.stats.allocations++;
     }
     this.stats.currentBytes += capacity;
@@ -77,9 +80,24 @@ export class BufferPool {
 
   /** Destroys every cached (free) buffer. */
   trim(): void {
-    for (const list of this.free.values()) for (const b of list) b.destroy();
+    for (const list of this.free.values())
+      for (const b of list) {
+        b.destroy();
+        this.created.delete(b);
+      }
     this.free.clear();
     this.stats.cachedBytes = 0;
+  }
+
+  /**
+   * Destroys every buffer, live ones too (device teardown): dawn.node can crash at process exit when buffers of a
+   * destroyed device are still referenced (seen with models a test never disposed). Tensors still holding one fail
+   * loudly if used afterwards.
+   */
+  destroyAll(): void {
+    this.trim();
+    for (const b of this.created) b.destroy();
+    this.created.clear();
   }
 
   resetPeak(): void {

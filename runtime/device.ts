@@ -58,6 +58,7 @@ export class Gpu {
   private profilerInstance?: Profiler;
   private lost?: string;
   private uncaptured: string[] = [];
+  private destroyed = false;
 
   private constructor(
     readonly host: GpuHost,
@@ -208,11 +209,18 @@ export class Gpu {
     }
   }
 
-  /** Destroys the device and drops the host reference so Node can exit. */
-  destroy(): void {
+  /**
+   * Waits for submitted work, then destroys every buffer, the device, and drops the host reference so Node can
+   * exit. Await it: destroying a dawn.node device with queue work still pending (e.g. uploads never read back) made
+   * the process crash at exit.
+   */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
     this.queue.flush();
+    await this.device.queue.onSubmittedWorkDone().catch(() => {});
     this.profilerInstance?.destroy();
-    this.pool.trim();
+    this.pool.destroyAll();
     this.uniforms.destroy();
     this.device.destroy();
     this.host.release();

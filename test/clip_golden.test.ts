@@ -36,7 +36,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const f of opened) await f.close();
-  gpu?.destroy();
+  await gpu?.destroy();
 });
 
 async function open(component: Component, file: string): Promise<GoldenFile | undefined> {

@@ -30,10 +30,10 @@ let gpu: Gpu;
 beforeAll(async () => {
   gpu = await testGpu();
 });
-afterAll(() => {
+afterAll(async () => {
   // Keep this small: every pipeline is seconds of compile on lavapipe.
   if (gpu) console.log(`[matmul.test] pipelines built: ${gpu.pipelines.size}`);
-  gpu?.destroy();
+  await gpu?.destroy();
 });
 
 // f32 accumulation over K ≤ 257 products of values in [-1, 1]: error ~ sqrt(K)·ulp·|terms|, plus the f32

@@ -39,7 +39,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   pipe?.dispose();
-  gpu?.destroy();
+  await gpu?.destroy();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -62,7 +62,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const f of [loop, weights, lora]) await f?.close();
-  gpu?.destroy();
+  await gpu?.destroy();
 });
 
 /** The scheduler config the golden used: scheduler_config.json, or scheduler.json's base_config (shared layout). */

@@ -45,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const f of [weights, io, lora, grads]) await f?.close();
-  gpu?.destroy();
+  await gpu?.destroy();
 });
 
 async function buildModel(): Promise<UNet2DConditionModel> {

@@ -22,9 +22,9 @@ beforeAll(async () => {
   let seed = 100;
   await unet.loadWeights(new Map([...unet.parameters].map(([k, p]) => [k, { data: seeded(numel(p.shape), seed++, -0.3, 0.3), shape: p.shape }])));
 });
-afterAll(() => {
+afterAll(async () => {
   unet?.dispose();
-  gpu?.destroy();
+  await gpu?.destroy();
 });
 
 /** Inputs for samples `which` of a fixed random batch of 2. */

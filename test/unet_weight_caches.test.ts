@@ -33,9 +33,9 @@ beforeAll(async () => {
   unet = new UNet2DConditionModel(gpu, CONFIG);
   await load(100);
 });
-afterAll(() => {
+afterAll(async () => {
   unet?.dispose();
-  gpu?.destroy();
+  await gpu?.destroy();
 });
 
 /** Output and d(sum of outputs)/d sample; the text context needs no gradient (so its K/V may be batched). */

@@ -49,7 +49,7 @@ beforeAll(async () => {
 afterAll(async () => {
   vae?.dispose();
   for (const f of [weights, io]) await f?.close();
-  gpu?.destroy();
+  await gpu?.destroy();
 });
 
 function report(rows: [string, number][], tol: number): void {

@@ -105,7 +105,7 @@ async function sample(args: SampleArgs, io: CliIo): Promise<void> {
   } finally {
     progress.stop();
     pipe?.dispose();
-    gpu.destroy();
+    await gpu.destroy();
   }
 }
 

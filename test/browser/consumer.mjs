@@ -17,6 +17,6 @@ export async function consumerCheck() {
     y.release();
     return `silu via 'tcd-webgpu' on ${gpu.describe()}: max error ${err.toExponential(2)}`;
   } finally {
-    gpu.destroy();
+    await gpu.destroy();
   }
 }

@@ -239,7 +239,7 @@ window.__tcdRunTests = async (opts: RunOptions): Promise<TestResult[]> => {
   try {
     const gpu = await Gpu.create();
     await report({ type: 'adapter', summary: gpu.summary(), describe: gpu.describe() });
-    gpu.destroy();
+    await gpu.destroy();
   } catch (e) {
     await report({ type: 'fatal', error: errorText(e) });
     return [];
