@@ -7,7 +7,7 @@ import { silu as siluOp, unaryBackward } from '../src/kernels/elementwise.js';
 import { groupNorm, groupNormBackward, planGroupNorm } from '../src/kernels/group_norm.js';
 import { groupNormBackwardRef, groupNormRef } from '../src/reference/group_norm.js';
 import { Tensor, numel } from '../src/tensor.js';
-import { type Tolerance, dot, expectClose, finiteDiff, seeded, testGpu } from './helpers.js';
+import { type Tolerance, dot, expectClose, finiteDiff, seeded, seededNormal as normal, testGpu } from './helpers.js';
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -20,14 +20,6 @@ afterAll(() => gpu?.destroy());
 const TOL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
 // Gradients: sums over a group of O(1) terms, compared with float64.
 const GRAD_TOL: Tolerance = { atol: 2e-5, rtol: 1e-4 };
-
-/** Standard normal values (Box–Muller on seeded uniforms), shifted by `mu`. */
-function normal(n: number, seed: number, mu = 0, sigma = 1): Float32Array {
-  const u = seeded(2 * n, seed, 1e-7, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = mu + sigma * Math.sqrt(-2 * Math.log(u[2 * i])) * Math.cos(2 * Math.PI * u[2 * i + 1]);
-  return out;
-}
 
 interface Case {
   shape: number[];

@@ -32,6 +32,14 @@ export function seeded(n: number, seed = 1, lo = -1, hi = 1): Float32Array {
   return out;
 }
 
+/** Normal values N(mu, sigma²) (Box–Muller on seeded uniforms). */
+export function seededNormal(n: number, seed: number, mu = 0, sigma = 1): Float32Array {
+  const u = seeded(2 * n, seed, 1e-7, 1);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = mu + sigma * Math.sqrt(-2 * Math.log(u[2 * i])) * Math.cos(2 * Math.PI * u[2 * i + 1]);
+  return out;
+}
+
 export interface Tolerance {
   atol: number;
   rtol: number;

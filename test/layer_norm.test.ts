@@ -6,7 +6,7 @@ import { DTypeError, ShapeError } from '../runtime/errors.js';
 import { layerNorm, layerNormBackward, planLayerNorm } from '../src/kernels/layer_norm.js';
 import { layerNormBackwardRef, layerNormRef } from '../src/reference/layer_norm.js';
 import { Tensor, numel } from '../src/tensor.js';
-import { type Tolerance, dot, expectClose, finiteDiff, seeded, testGpu } from './helpers.js';
+import { type Tolerance, dot, expectClose, finiteDiff, seeded, seededNormal as normal, testGpu } from './helpers.js';
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -17,13 +17,6 @@ afterAll(() => gpu?.destroy());
 // Outputs are O(1); f32 row means / variances of O(1) inputs carry relative errors ~1e-6.
 const TOL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
 const GRAD_TOL: Tolerance = { atol: 2e-5, rtol: 1e-4 };
-
-function normal(n: number, seed: number, mu = 0, sigma = 1): Float32Array {
-  const u = seeded(2 * n, seed, 1e-7, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = mu + sigma * Math.sqrt(-2 * Math.log(u[2 * i])) * Math.cos(2 * Math.PI * u[2 * i + 1]);
-  return out;
-}
 
 interface Case {
   shape: number[];
