@@ -26,10 +26,15 @@ export async function openGolden(dir: string, file: string): Promise<GoldenFile 
   const path = join(dir, file);
   if (!existsSync(path)) return undefined;
   const src = await fileSource(path);
+  return goldenFromSource(src, path);
+}
+
+/** A GoldenFile over an open source (`where` names it in errors); shared by this file and the browser twin. */
+export async function goldenFromSource(src: ByteSource, where: string): Promise<GoldenFile> {
   const header = await readHeader(src);
   const entry = (name: string) => {
     const e = header.tensors.get(name);
-    if (!e) throw new Error(`${path}: no tensor '${name}'`);
+    if (!e) throw new Error(`${where}: no tensor '${name}'`);
     return e;
   };
   const g: GoldenFile = {
@@ -48,7 +53,7 @@ export async function openGolden(dir: string, file: string): Promise<GoldenFile 
       if (e.dtype === 'F64') for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
       else if (e.dtype === 'I64') for (let i = 0; i < n; i++) out[i] = Number(view.getBigInt64(8 * i, true));
       else if (e.dtype === 'I32') for (let i = 0; i < n; i++) out[i] = view.getInt32(4 * i, true);
-      else throw new Error(`${path}: tensor '${name}' has unsupported dtype ${e.dtype}`);
+      else throw new Error(`${where}: tensor '${name}' has unsupported dtype ${e.dtype}`);
       return out;
     },
     async f32(name) {

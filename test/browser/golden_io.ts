@@ -3,8 +3,7 @@
 // root ('test/fixtures/tiny_unet' → '/test/fixtures/tiny_unet/…'); a 404 means "not in the folder", as a missing
 // file does in Node.
 import { blobSource } from '../../src/io/byte_source.js';
-import { readHeader, readTensorF32 } from '../../src/io/safetensors.js';
-import type { GoldenFile } from '../golden_io.js';
+import { type GoldenFile, goldenFromSource } from '../golden_io.js';
 
 export type { GoldenFile } from '../golden_io.js';
 // The metric is the Node file's own (its node:fs / node:path imports become stubs in this bundle; relMaxErr uses neither).
@@ -23,37 +22,7 @@ export async function openGolden(dir: string, file: string): Promise<GoldenFile 
   if (res.status === 404) return undefined;
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
   const src = blobSource(await res.blob(), url);
-  const header = await readHeader(src);
-  const entry = (name: string) => {
-    const e = header.tensors.get(name);
-    if (!e) throw new Error(`${url}: no tensor '${name}'`);
-    return e;
-  };
-  const g: GoldenFile = {
-    src,
-    header,
-    has: (name) => header.tensors.has(name),
-    keys: () => [...header.tensors.keys()],
-    shape: (name) => entry(name).shape,
-    async read(name) {
-      const e = entry(name);
-      if (e.dtype === 'F32' || e.dtype === 'F16' || e.dtype === 'BF16') return Float64Array.from(await readTensorF32(src, header, name));
-      const bytes = await src.read(header.dataStart + e.begin, e.end - e.begin);
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const n = e.shape.reduce((p, d) => p * d, 1);
-      const out = new Float64Array(n);
-      if (e.dtype === 'F64') for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
-      else if (e.dtype === 'I64') for (let i = 0; i < n; i++) out[i] = Number(view.getBigInt64(8 * i, true));
-      else if (e.dtype === 'I32') for (let i = 0; i < n; i++) out[i] = view.getInt32(4 * i, true);
-      else throw new Error(`${url}: tensor '${name}' has unsupported dtype ${e.dtype}`);
-      return out;
-    },
-    async f32(name) {
-      return Float32Array.from(await g.read(name));
-    },
-    close: () => src.close(),
-  };
-  return g;
+  return goldenFromSource(src, url);
 }
 
 /** Synchronous like the Node version (callers use it synchronously): a synchronous XHR to the local test server. */
