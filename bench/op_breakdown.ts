@@ -15,6 +15,8 @@ export interface Profile {
   groups: OpGroup[];
   /** The costliest dispatch kinds (labels with repeat indices folded, see labelKind). */
   top: { label: string; ms: number; dispatches: number }[];
+  /** The costliest roles: labels with every block / level index dropped (see labelRole). */
+  roles: { label: string; ms: number; dispatches: number }[];
 }
 
 const LINEAR_MODULE = /(?:^|\.)(?:to_[qkv]|to_out\.\d+|ff\.net\.\d+(?:\.proj)?|proj_in|proj_out|time_emb_proj|linear_\d+)$/;
@@ -61,11 +63,22 @@ export function labelKind(label: string): string {
   return label.replace(/\b(attentions|transformer_blocks|resnets)\.\d+/g, '$1.#').replace(/_vec\d+$/, '');
 }
 
+/** Label with the module's place dropped: 'ff.net.0.proj backward.g', 'attn1.forward', 'conv1'. */
+export function labelRole(label: string): string {
+  return label.replace(/^(?:(?:down|up)_blocks\.\d+\.|mid_block\.|(?:attentions|transformer_blocks|resnets|upsamplers|downsamplers)\.\d+\.)+/, '');
+}
+
 export function summarize(times: { label: string; ms: number }[]): Profile {
   const groups = new Map<string, OpGroup>();
   const kinds = new Map<string, { label: string; ms: number; dispatches: number }>();
+  const roles = new Map<string, { label: string; ms: number; dispatches: number }>();
   let total = 0;
   for (const t of times) {
+    const role = labelRole(t.label).replace(/_vec\d+$/, '');
+    const r = roles.get(role) ?? { label: role, ms: 0, dispatches: 0 };
+    r.ms += t.ms;
+    r.dispatches++;
+    roles.set(role, r);
     total += t.ms;
     const g = opType(t.label);
     const e = groups.get(g) ?? { group: g, ms: 0, backward_ms: 0, dispatches: 0 };
@@ -84,5 +97,6 @@ export function summarize(times: { label: string; ms: number }[]): Profile {
     dispatches: times.length,
     groups: [...groups.values()].sort((a, b) => b.ms - a.ms),
     top: [...kinds.values()].sort((a, b) => b.ms - a.ms).slice(0, 20),
+    roles: [...roles.values()].sort((a, b) => b.ms - a.ms).slice(0, 40),
   };
 }

@@ -435,6 +435,8 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
       );
       lines.push('Costliest dispatch kinds (repeated attentions / transformer blocks / resnets of a level folded into #):');
       lines.push(table(['label', 'ms', 'dispatches'], p.top.map((t) => [t.label, t.ms.toFixed(2), String(t.dispatches)])));
+      lines.push('Costliest roles (every level and block index dropped):');
+      lines.push(table(['role', 'ms', 'dispatches'], p.roles.map((t) => [t.label, t.ms.toFixed(2), String(t.dispatches)])));
     }
     if (r.dispatches_by_kernel) {
       const entries = Object.entries(r.dispatches_by_kernel).sort((a, b) => b[1] - a[1]);

@@ -60,6 +60,8 @@ struct Params {
   tilesN: u32,
   alpha: f32,
   storePre: u32,
+  ldA: u32,      // row length of A stored [M, K] and of B stored [N, K] (pair 1): K, or the full K of a split-K slice
+  ldB: u32,
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -148,7 +150,7 @@ fn loadUnitA(p: u32, k0: u32, m0: u32, z: u32, u: u32) -> vec4f {
   }
   let row = m0 + u / (BK / 4u);             // stored [M, K]: units run along K
   let col = k0 + (u % (BK / 4u)) * 4u;
-  return fetch4(buf, base + row * kLen + col, col, kLen, row < params.M);
+  return fetch4(buf, base + row * select(params.ldA, kLen, second) + col, col, kLen, row < params.M);
 }
 
 fn loadUnitB(p: u32, k0: u32, n0: u32, z: u32, u: u32) -> vec4f {
@@ -159,7 +161,7 @@ fn loadUnitB(p: u32, k0: u32, n0: u32, z: u32, u: u32) -> vec4f {
   if (select(TRANS_B, TRANS_B2, second)) {  // stored [N, K]: units run along K
     let row = n0 + u / (BK / 4u);
     let col = k0 + (u % (BK / 4u)) * 4u;
-    return fetch4(buf, base + row * kLen + col, col, kLen, row < params.N);
+    return fetch4(buf, base + row * select(params.ldB, kLen, second) + col, col, kLen, row < params.N);
   }
   let row = k0 + u / (BN / 4u);             // stored [K, N]: units run along N
   let col = n0 + (u % (BN / 4u)) * 4u;

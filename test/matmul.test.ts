@@ -151,7 +151,7 @@ describe('matmul forward', () => {
     await check({ aShape: sa(3, 0, true), bShape: sb(0, 5, true), transA: true, transB: true, bias: true, activation: 'gelu_erf' }, 'K=0');
   });
 
-  it('splits K for K-major reductions into small outputs (weight-gradient shape)', async () => {
+  it('splits K for long reductions into small outputs (weight-gradient and LoRA rank-r shapes)', async () => {
     const t = MATMUL_TILES.small;
     const call = (M: number, K: number, N: number): GemmCall => {
       const z = undefined as unknown as Tensor;
@@ -162,9 +162,15 @@ describe('matmul forward', () => {
     expect(splitKFor(call(7, 601, 9), t)).toBe(1); // K odd: no even split
     expect(splitKFor(call(7, 256, 9), t)).toBe(1);
     expect(splitKFor(call(512, 1024, 512), t)).toBe(1); // enough tiles already
-    expect(splitKFor({ ...call(7, 1024, 9), b: { ...call(7, 1024, 9).b, trans: true } }, t)).toBe(1); // B not K-major
+    expect(splitKFor({ ...call(7, 1024, 9), b: { ...call(7, 1024, 9).b, trans: true } }, t)).toBe(4); // B K-contiguous
+    expect(splitKFor({ ...call(7, 1024, 9), bias: {} as Tensor }, t)).toBe(1); // an epilogue: no split
     // Aᵀ·B over 1024 rows, scalar (M = 7, N = 9): runs as 4 slices and one sum.
     await check({ aShape: sa(7, 1024, true), bShape: sb(1024, 9), transA: true }, 'split-K 4');
+    // LoRA's h = alpha·x·Aᵀ (A [M, K] and B [N, K] K-contiguous: slices are column ranges of full-length rows), vec4
+    // and scalar, and g = dY·B (B [K, N]).
+    await check({ aShape: [36, 1024], bShape: sb(1024, 8, true), transB: true, alpha: 0.25 }, 'split-K x·Aᵀ vec4');
+    await check({ aShape: [37, 1024], bShape: sb(1024, 7, true), transB: true, alpha: 0.25 }, 'split-K x·Aᵀ scalar');
+    await check({ aShape: [12, 1024], bShape: sb(1024, 8, false) }, 'split-K dY·B');
   });
 
   it('uses vec4 access exactly where every contiguous dim and N are multiples of 4', () => {

@@ -104,6 +104,8 @@ export const matmulKernel = new Kernel<MatmulVariant>({
     ['tilesN', 'u32'],
     ['alpha', 'f32'],
     ['storePre', 'u32'],
+    ['ldA', 'u32'],
+    ['ldB', 'u32'],
   ],
   constants: (v) => ({
     BM: v.bm,
@@ -177,16 +179,18 @@ const SPLIT_K_TARGET_GROUPS = 256;
 const SPLIT_K_MIN_K = 256;
 
 /**
- * How many K-slices a GEMM runs as (1: no split). Weight gradients (dW = Xᵀ·dY, LoRA's dA and dB) reduce over
- * thousands of rows into small outputs, which alone make a few dozen workgroups. Where both operands are stored
- * K-major (A transposed, B not), slice s of K is a contiguous matrix at offset s·(K/S)·rows, so the slices run as
- * the grid's batch and one sum over them follows. Only for a single plain GEMM (no bias, activation or second pair).
+ * How many K-slices a GEMM runs as (1: no split). Weight gradients (dW = Xᵀ·dY, LoRA's dA and dB) and LoRA's
+ * rank-r products (h = x·Aᵀ, g = dY·B) reduce over thousands of K into small outputs, which alone make a few dozen
+ * workgroups. Slice s of K is operand data at offset s·(K/S) (a K-major operand: whole rows; a K-contiguous one:
+ * columns, rows keep their full length), so the slices run as the grid's batch and one sum over them follows.
+ * Only for a single plain GEMM (no bias, activation or second pair; alpha is linear and stays).
  */
 export function splitKFor(c: GemmCall, tile: MatmulTile): number {
-  if (!c.a.trans || c.b.trans || c.batch !== 1 || c.pair2 || c.bias || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
+  if (c.batch !== 1 || c.pair2 || c.bias || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
   const tiles = tilesOf(tile, c.M, c.N);
+  // vec4 access needs slice offsets on vec4 boundaries along K-contiguous rows: keep K/S a multiple of 4.
   let s = 1;
-  while (tiles * s < SPLIT_K_TARGET_GROUPS && c.K % (2 * s) === 0 && c.K / (2 * s) >= SPLIT_K_MIN_K) s *= 2;
+  while (tiles * s < SPLIT_K_TARGET_GROUPS && c.K % (8 * s) === 0 && c.K / (2 * s) >= SPLIT_K_MIN_K) s *= 2;
   return s;
 }
 
@@ -218,6 +222,9 @@ export interface GemmCall {
   readonly scalar?: boolean;
   /** K-slices (default: splitKFor; 1 disables). */
   readonly splitK?: number;
+  /** Row length of pair 1's K-contiguous operands (A stored [M, K], B stored [N, K]); default K (split-K slices). */
+  readonly ldA?: number;
+  readonly ldB?: number;
 }
 
 const scratch = new WeakMap<Gpu, Tensor>();
@@ -272,13 +279,16 @@ export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
   if (s > 1) {
     if (c.K % s !== 0) throw new Error(`${c.label}: split-K ${s} does not divide K = ${c.K}`);
     const kc = c.K / s;
-    // A stored [K, M] and B stored [K, N]: slice z starts kc rows further in each.
+    // K-major operands (A stored [K, M], B stored [K, N]): slice z starts kc rows further. K-contiguous ones (A
+    // [M, K], B [N, K]): kc columns further, rows keep their full length K.
     const partial = gemmOnce({
       ...c,
       K: kc,
       batch: s,
-      a: { ...c.a, batchStride: kc * c.M },
-      b: { ...c.b, batchStride: kc * c.N },
+      a: { ...c.a, batchStride: c.a.trans ? kc * c.M : kc },
+      b: { ...c.b, batchStride: c.b.trans ? kc : kc * c.N },
+      ldA: c.K,
+      ldB: c.K,
       outShape: [s, c.M, c.N],
       label: `${c.label}.splitK${s}`,
       tile,
@@ -321,6 +331,8 @@ function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
       tilesN,
       alpha: c.alpha ?? 1,
       storePre: Number(!!c.storePre),
+      ldA: c.ldA ?? c.K,
+      ldB: c.ldB ?? c.K,
     },
     // Unused bindings get read-only aliases of A / B (read-only aliasing is allowed) or a scratch buffer.
     buffers: {
