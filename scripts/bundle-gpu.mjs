@@ -2,6 +2,9 @@
 //   .gpu-dist/tests/<name>.test.mjs  the vitest files, run under node:test (vitest → test/gpu/vitest_shim.ts)
 //   .gpu-dist/bench.mjs              npm run bench
 //   .gpu-dist/sdxl_unet.mjs          bench/sdxl_unet.ts (whole SDXL UNet: forward, LoRA training step; --help)
+//   .gpu-dist/sdxl_pipeline.mjs      bench/sdxl_pipeline.ts (prompt → PNG with every SDXL part, stage times; --help)
+//   .gpu-dist/cli.mjs                src/cli/main.ts, the `tcd` command (bin/tcd.mjs needs tsx); test/cli.test.ts
+//                                    runs it when it runs from .gpu-dist/tests/ (or whatever TCD_CLI names)
 // dawn.node stays external ('webgpu'): .gpu/enter.sh links the carried copy. Run with:
 //   source .gpu/enter.sh; node --test .gpu-dist/tests/*.test.mjs   |   node .gpu-dist/bench.mjs
 import { build } from 'esbuild';
@@ -43,4 +46,8 @@ if (existsSync(join(root, 'bench/run.ts')))
   await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
 // The whole-UNet benchmark (random weights; SDXL config and PyTorch anchors bundled in).
 await build({ ...common, entryPoints: [join(root, 'bench/sdxl_unet.ts')], outfile: join(out, 'sdxl_unet.mjs') });
-console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} into .gpu-dist/`);
+// The whole prompt → PNG pipeline benchmark (random weights; configs bundled, the CLIP tokenizer read from test/fixtures).
+await build({ ...common, entryPoints: [join(root, 'bench/sdxl_pipeline.ts')], outfile: join(out, 'sdxl_pipeline.mjs') });
+// The CLI: main.ts runs main() when it is the process's entry file, which the bundle is.
+await build({ ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(out, 'cli.mjs') });
+console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} + sdxl_unet + sdxl_pipeline + cli into .gpu-dist/`);

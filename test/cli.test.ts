@@ -1,15 +1,20 @@
-// `tcd sample` end to end as a user runs it: bin/tcd.mjs in a child process on a tiny SDXL-shaped folder
-// (scripts/make_tiny_sdxl.ts), prompt → PNG files decoded back with pngjs; --help; and the errors a user meets first
-// (missing model part, size not a multiple of 8, bad LoRA, bad flags) with their messages and exit codes.
+// `tcd sample` end to end as a user runs it: bin/tcd.mjs (in the GPU bundle .gpu-dist/cli.mjs; or what TCD_CLI names)
+// in a child process on a tiny SDXL-shaped folder (scripts/make_tiny_sdxl.ts), prompt → PNG files decoded back with
+// pngjs; --help; and the errors a user meets first (missing model part, size not a multiple of 8, bad LoRA, bad flags)
+// with their messages and exit codes.
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng } from '../src/pipeline/png.js';
 import { makeTinySdxl } from '../scripts/make_tiny_sdxl.js';
 
-const BIN = resolve('bin/tcd.mjs');
+// bin/tcd.mjs runs the TypeScript through tsx; the GPU machine has no node_modules, only the bundles of
+// scripts/bundle-gpu.mjs, where this file is .gpu-dist/tests/cli.test.mjs and the bundled CLI sits beside tests/.
+const BUNDLED = import.meta.url.includes('/.gpu-dist/tests/');
+const BIN = process.env.TCD_CLI ? resolve(process.env.TCD_CLI) : BUNDLED ? fileURLToPath(new URL('../cli.mjs', import.meta.url)) : resolve('bin/tcd.mjs');
 const LORA = resolve('test/fixtures/tiny_unet/lora.safetensors');
 
 let dir: string;
@@ -18,6 +23,7 @@ let model: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tcd-cli-'));
   model = join(dir, 'model');
+  console.log(`  tcd: ${BIN}`);
   await makeTinySdxl(model);
 });
 

@@ -11,7 +11,7 @@
 import type { Gpu } from '../../runtime/device.js';
 import { Var } from '../autograd/tape.js';
 import { constantTensor, randomNormal } from '../kernels/random.js';
-import { numel } from '../tensor.js';
+import { type Tensor, numel } from '../tensor.js';
 import type { Param } from './module.js';
 
 export interface RandomInitOptions {
@@ -47,6 +47,14 @@ export function nameStream(name: string): number {
   return h >>> 0;
 }
 
+/** One parameter's random (or constant) f32 tensor under the rules above, made on the GPU. */
+export function randomParameter(gpu: Gpu, name: string, shape: readonly number[], seed = 0, gain = 1): Tensor {
+  const rule = initRule(name, shape, gain);
+  return rule.kind === 'constant'
+    ? constantTensor(gpu, shape, rule.value, name)
+    : randomNormal(gpu, shape, { seed, stream: nameStream(name) }, 0, rule.std, name);
+}
+
 /** Replaces every parameter's value with a fresh random (or constant) f32 tensor on the GPU. */
 export function initRandomParameters(gpu: Gpu, params: ReadonlyMap<string, Param>, opts: RandomInitOptions = {}): RandomInitSummary {
   const seed = opts.seed ?? 0;
@@ -54,11 +62,7 @@ export function initRandomParameters(gpu: Gpu, params: ReadonlyMap<string, Param
   const summary: RandomInitSummary = { tensors: 0, params: 0, bytes: 0 };
   const total = params.size;
   for (const [name, p] of params) {
-    const rule = initRule(name, p.shape, gain);
-    const t =
-      rule.kind === 'constant'
-        ? constantTensor(gpu, p.shape, rule.value, name)
-        : randomNormal(gpu, p.shape, { seed, stream: nameStream(name) }, 0, rule.std, name);
+    const t = randomParameter(gpu, name, p.shape, seed, gain);
     p.var?.dispose();
     p.var = new Var(t, opts.trainable?.(name) ?? false, name);
     summary.tensors++;

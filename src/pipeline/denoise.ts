@@ -46,6 +46,8 @@ export interface DenoiseOptions {
   eta?: number;
   /** Noise for the step with this index, shaped like the latents; released after use. */
   noise: (index: number) => Tensor;
+  /** After the UNet evaluation (and guidance) of each step, before the scheduler step (e.g. to time the two apart). */
+  afterModel?: (index: number) => void | Promise<void>;
   /**
    * After each step, with views valid only during the call (awaited: read them back or sync here). Returning false
    * stops the loop early.
@@ -86,6 +88,7 @@ export async function denoise(opts: DenoiseOptions): Promise<Tensor> {
       if (cfg) eps = guide(eps, B, opts.guidanceScale!);
       let stop = false;
       try {
+        await opts.afterModel?.(index);
         const out = scheduler.step(eps, t, x, { eta: opts.eta, noise: () => opts.noise(index) });
         try {
           if (opts.onStep)

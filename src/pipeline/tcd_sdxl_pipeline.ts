@@ -107,6 +107,8 @@ export interface GenerateOptions {
   scheduler?: SchedulerName;
   noise?: InjectedNoise;
   onProgress?: ProgressFn;
+  /** Also time each step's UNet evaluation and scheduler step apart (one more GPU sync per step). */
+  stageTimings?: boolean;
 }
 
 export interface GeneratedImage extends RgbImage {
@@ -120,7 +122,14 @@ export interface Timings {
   textEncodeMs: number;
   /** One entry per denoising step (UNet + scheduler, synchronised). */
   stepMs: number[];
+  /** With stageTimings: each step's UNet evaluation (input scaling, UNet, guidance) and scheduler step. */
+  unetMs?: number[];
+  schedulerMs?: number[];
+  /** VAE decode + readback to 8-bit RGB. */
   decodeMs: number;
+  /** Of decodeMs: the VAE decode (tiled when needed) until the image is on the GPU, and its readback to bytes. */
+  vaeDecodeMs: number;
+  readbackMs: number;
   /** This generate() call. */
   totalMs: number;
 }
@@ -249,7 +258,8 @@ export class TcdSdxlPipeline {
     const o = this.resolve(opts);
     const gpu = this.gpu;
     const progress = opts.onProgress ?? this.onProgress;
-    const timings: Timings = { loadMs: this.loadMs, textEncodeMs: 0, stepMs: [], decodeMs: 0, totalMs: 0 };
+    const timings: Timings = { loadMs: this.loadMs, textEncodeMs: 0, stepMs: [], decodeMs: 0, vaeDecodeMs: 0, readbackMs: 0, totalMs: 0 };
+    if (opts.stageTimings) [timings.unetMs, timings.schedulerMs] = [[], []];
     const scheduler = makeScheduler(o.scheduler, this.schedulerConfig);
     setSchedule(scheduler, o.steps, { originalInferenceSteps: o.originalInferenceSteps, strength: o.strength });
 
@@ -273,6 +283,7 @@ export class TcdSdxlPipeline {
       const steps = scheduler.timesteps.length;
       progress?.({ stage: 'denoise', done: 0, total: steps });
       t = performance.now();
+      let tModel = t;
       final = await denoise({
         unet: this.unet,
         scheduler,
@@ -281,10 +292,18 @@ export class TcdSdxlPipeline {
         guidanceScale: o.guidanceScale,
         eta: o.eta,
         noise: (i) => this.stepNoise(shape, o.seeds, i, opts.noise?.step),
+        afterModel: opts.stageTimings
+          ? async () => {
+              await gpu.sync();
+              tModel = performance.now();
+              timings.unetMs!.push(tModel - t);
+            }
+          : undefined,
         onStep: async ({ index, timestep }) => {
           await gpu.sync();
           const now = performance.now();
           timings.stepMs.push(now - t);
+          timings.schedulerMs?.push(now - tModel);
           t = now;
           progress?.({ stage: 'denoise', done: index + 1, total: steps, detail: `t=${timestep}` });
         },
@@ -295,9 +314,12 @@ export class TcdSdxlPipeline {
       progress?.({ stage: 'decode', done: 0, total: 1 });
       // Sliced / tiled decodes report each pass.
       image = await this.vae.decodeLatents(final, { onProgress: (done, total) => progress?.({ stage: 'decode', done, total, detail: 'VAE pass' }) });
+      await gpu.sync();
+      timings.vaeDecodeMs = performance.now() - t;
       const images: GeneratedImage[] = [];
       for (let b = 0; b < o.prompts.length; b++) images.push({ ...(await toImage(image, b)), seed: o.seeds[b], prompt: o.prompts[b] });
       timings.decodeMs = performance.now() - t;
+      timings.readbackMs = timings.decodeMs - timings.vaeDecodeMs;
       progress?.({ stage: 'decode', done: 1, total: 1 });
       timings.totalMs = performance.now() - t0;
       return { images, timesteps: [...scheduler.timesteps], scheduler: o.scheduler, eta: o.eta, guidanceScale: o.guidanceScale, timings };

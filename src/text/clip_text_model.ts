@@ -13,6 +13,7 @@ import { checkIds, embedding, gatherRows } from '../kernels/embedding.js';
 import { layerNorm } from '../kernels/layer_norm.js';
 import { type Activation, matmul } from '../kernels/matmul.js';
 import { FLOAT_DTYPES } from '../io/safetensors.js';
+import { type RandomInitOptions, type RandomInitSummary, randomParameter } from '../nn/init.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { StateDictError, type WeightSource, indexSource, sameShape } from '../unet/weights.js';
 import { type ClipTextConfig, type ClipTextConfigJson, eosPosition, parseClipTextConfig } from './clip_config.js';
@@ -120,6 +121,24 @@ export class ClipTextModel {
       this.weights.get(name)?.release();
       this.weights.set(name, t);
     }
+  }
+
+  /**
+   * Random weights on the GPU (src/nn/init.ts: N(0, 1/fan_in), norms 1, biases 0), for benchmarks and tests without
+   * a checkpoint.
+   */
+  initRandom(opts: Pick<RandomInitOptions, 'seed' | 'gain' | 'onProgress'> = {}): RandomInitSummary {
+    const summary: RandomInitSummary = { tensors: 0, params: 0, bytes: 0 };
+    for (const [name, shape] of this.paramShapes) {
+      const t = randomParameter(this.gpu, name, shape, opts.seed ?? 0, opts.gain ?? 1);
+      this.weights.get(name)?.release();
+      this.weights.set(name, t);
+      summary.tensors++;
+      summary.params += t.size;
+      summary.bytes += t.bytes;
+      opts.onProgress?.(summary.tensors, this.paramShapes.size, name);
+    }
+    return summary;
   }
 
   private w(name: string): Tensor {

@@ -14,6 +14,7 @@ import { Var, tidy } from '../autograd/tape.js';
 import { add, div, mul, sub } from '../kernels/elementwise.js';
 import { Conv2d } from '../nn/conv2d.js';
 import { type ActivationProbe, ModelContext, Module, type Param } from '../nn/module.js';
+import { type RandomInitOptions, type RandomInitSummary, initRandomParameters } from '../nn/init.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { type LoadWeightsOptions, type WeightSource, loadStateDict } from '../unet/weights.js';
 import type { VaeAttentionImpl, VaeAttentionOptions } from './blocks.js';
@@ -111,6 +112,12 @@ export class AutoencoderKL extends Module {
   async loadWeights(source: WeightSource, opts: LoadWeightsOptions = {}): Promise<void> {
     await loadStateDict(this.ctx, await vaeWeightSource(source, this.parts), opts);
     this.encoder?.release();
+  }
+
+  /** Random weights on the GPU (N(0, 1/fan_in), norms 1, biases 0), for benchmarks and tests without a checkpoint. */
+  initRandom(opts: RandomInitOptions = {}): RandomInitSummary {
+    this.ctx.clearDerived();
+    return initRandomParameters(this.gpu, this.parameters, opts);
   }
 
   /** Frees every parameter and the weight caches derived from them (packed conv weights). */
