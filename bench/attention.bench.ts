@@ -120,13 +120,11 @@ const cases: BenchCase[] = [
 // Tiles worth timing on a 48 KiB GPU at headDim 64 (br queries × bc keys, tm rows per thread, tx threads per row
 // group; see AttentionTile). Shared bytes at headDim 64 in the comments.
 export const SWEEP_FORWARD: readonly AttentionTile[] = [
+  { br: 64, bc: 16, tm: 4, tx: 4, sg: true }, //     attention_subgroup.wgsl: 64 threads, quads share 4 rows, 16 KiB
   { br: 64, bc: 32, tm: 2, tx: 8, xp: 1 }, //       256 threads, 2×4 scores, conflict-free row reads, 46 KiB (default)
   { br: 64, bc: 32, tm: 1, tx: 8, xp: 1 }, //       512 threads, 1×4 scores, 46 KiB
   { br: 64, bc: 32, tm: 2, tx: 8, xp: 1, pp: 0 }, //  45 KiB
   { br: 64, bc: 32, tm: 4, tx: 8 }, //              128 threads, 4×4 scores, 44 KiB (former default)
-  { br: 64, bc: 32, tm: 4, tx: 8, outer: true }, // forward_op: 128 threads, 4×4 scores, 4×8 outputs, 44 KiB
-  { br: 64, bc: 32, tm: 4, tx: 8, outer: true, prefetch: false }, // loads after the first barrier
-  { br: 64, bc: 32, tm: 8, tx: 8, outer: true, prefetch: false }, //  64 threads, 8×4 scores, 8×8 outputs
 ];
 export const SWEEP_BACKWARD: readonly { dq: AttentionTile; dkdv: AttentionTile }[] = [
   { dq: { br: 64, bc: 16, tm: 2, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 } }, // default (H100 13.5 ms)

@@ -168,8 +168,10 @@ describe('attention forward vs float64 reference', () => {
 const fullTiles = () => !isCpuAdapter(gpu) || process.env.TCD_ATTENTION_FULL === '1';
 
 describe('attention tiles', () => {
-  // The H100 tiles (256 threads of 2 rows / 1 row, padded rows) at headDim 32, where they fit 32 KiB.
-  const h100 = { fwd: ATTENTION_TILES.forward[0], dq: ATTENTION_TILES.bwd_dq[0], dkdv: ATTENTION_TILES.bwd_dkdv[0] };
+  // The H100 tiles (256 threads of 2 rows / 1 row, padded rows) at headDim 32, where they fit 32 KiB. Forward: the
+  // first general tile (the subgroup one before it is headDim 64 only, tested above).
+  const generalForward = ATTENTION_TILES.forward.find((t) => !t.sg)!;
+  const h100 = { fwd: generalForward, dq: ATTENTION_TILES.bwd_dq[0], dkdv: ATTENTION_TILES.bwd_dkdv[0] };
   for (const causal of [false, true]) {
     it(`H100 tiles (rolled) forward and backward${causal ? ', causal' : ''}`, async (ctx) => {
       if (!fullTiles()) ctx.skip();
@@ -188,22 +190,28 @@ describe('attention tiles', () => {
       await checkBackward(c);
     }
   });
-  // The outer-product forward (forward_op), unrolled on tiny tiles: two row groups per thread (tm 8), two key groups
-  // (bc/tx 8), output columns past headDim (headDim 8 = 2 vec4s on 4 threads), causal and not, partial tiles.
-  it('outer-product forward tile, unrolled: tm 8 and 8 keys per thread', async () => {
-    const tile = { br: 32, bc: 32, tm: 8, tx: 4, outer: true };
-    for (const causal of [false, true]) await checkForward({ B: 2, N: 37, M: 29, heads: 2, hd: 8, causal, tile, roll: false });
-    expect(attentionTileProblem(gpu, 'bwd_dq', { br: 32, bc: 16, tm: 4, tx: 4, outer: true }, 64)).toMatch(/forward-only/);
-    expect(attentionTileProblem(gpu, 'forward', { br: 32, bc: 16, tm: 2, tx: 4, outer: true }, 64)).toMatch(/tm 4 or 8/);
+  // The subgroup forward (kernels/attention_subgroup.wgsl, headDim 64; the default on GPUs with subgroups): partial
+  // query and key tiles, batch 2, causal and not, CLIP's 77 × 77 causal case, and several K/V tiles (double buffer).
+  it('subgroup forward (headDim 64): partial tiles, causal and not', async (ctx) => {
+    const tile = { br: 64, bc: 16, tm: 4, tx: 4, sg: true };
+    if (!gpu.hasSubgroups) {
+      expect(attentionTileProblem(gpu, 'forward', tile, 64)).toMatch(/subgroups/);
+      ctx.skip();
+    }
+    for (const causal of [false, true]) await checkForward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, roll: false });
+    await checkForward({ B: 1, N: 77, M: 77, heads: 1, hd: 64, causal: true, tile, roll: false });
+    await checkForward({ B: 1, N: 130, M: 50, heads: 3, hd: 64, causal: true, tile, roll: false });
+    expect(attentionTileProblem(gpu, 'bwd_dq', tile, 64)).toMatch(/forward-only/);
+    expect(attentionTileProblem(gpu, 'forward', tile, 32)).toMatch(/headDim 64/);
   });
   it('headDim 64 needs 45 KiB for the 64-query forward tile: chosen only where it fits', () => {
     // forward: X 64·17 + Y 2·32·17 + P 64·9 + red 64·8/4 vec4s; dQ: 2·64·17 + 2·16·17 + 64·5;
     // dK/dV: 2·32·17 + 2·32·17 + 2·32·9 vec4s + 2·32 f32.
-    expect(attentionSharedBytes('forward', ATTENTION_TILES.forward[0], 64)).toBe(46080);
+    expect(attentionSharedBytes('forward', generalForward, 64)).toBe(46080);
+    // The subgroup forward: double-buffered K and V tiles of 16 keys × 16 vec4s.
+    expect(attentionSharedBytes('forward', { br: 64, bc: 16, tm: 4, tx: 4, sg: true }, 64)).toBe(16384);
     expect(attentionSharedBytes('bwd_dq', ATTENTION_TILES.bwd_dq[0], 64)).toBe(48640);
     expect(attentionSharedBytes('bwd_dkdv', ATTENTION_TILES.bwd_dkdv[0], 64)).toBe(44288);
-    // forward_op at the same 64 × 32 tile: QT 64·16 + KT 64·9 + PT 32·17 + VS 32·17 + REDT 8·16 vec4s.
-    expect(attentionSharedBytes('forward', { br: 64, bc: 32, tm: 4, tx: 8, outer: true }, 64)).toBe(45056);
     const max = gpu.limits.maxComputeWorkgroupStorageSize;
     for (const entry of ['forward', 'bwd_dq', 'bwd_dkdv'] as const)
       for (const hd of [32, 40, 64, 80, 128]) {

@@ -21,6 +21,7 @@ import { LimitError, ShapeError } from '../../runtime/errors.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { requireDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
+import { runAttentionSubgroup, SUBGROUP_SHARED_BYTES, subgroupForwardProblem } from './attention_subgroup.js';
 import { Kernel } from './kernel.js';
 
 /**
@@ -38,12 +39,10 @@ export interface AttentionTile {
   readonly yp?: number;
   readonly pp?: number;
   /**
-   * Forward only: run the outer-product kernel (forward_op; Q, K, P stored transposed, each thread tm rows × bc/tx
-   * keys as vec4 groups, the matmul kernel's register tiling). Needs tm and bc/tx in {4, 8}.
+   * Forward only, headDim 64, devices with subgroups: kernels/attention_subgroup.wgsl (quads of invocations share 4
+   * query rows; scores summed with subgroup shuffles). Written {br: 64, bc: 16, tm: 4, tx: 4, sg: true}.
    */
-  readonly outer?: boolean;
-  /** Outer tiles: load the next K and this V tile into registers before the scores (default true). */
-  readonly prefetch?: boolean;
+  readonly sg?: boolean;
 }
 
 export type AttentionEntry = 'forward' | 'bwd_dq' | 'bwd_dkdv';
@@ -58,12 +57,11 @@ export type AttentionVariant = {
   readonly yp: number;
   readonly pp: number;
   readonly roll: boolean;
-  readonly prefetch: boolean;
 };
 
 export const attentionKernel = new Kernel<AttentionVariant>({
   name: 'attention',
-  entryPoints: ['forward', 'forward_op', 'bwd_prep', 'bwd_dq', 'bwd_dkdv'],
+  entryPoints: ['forward', 'bwd_prep', 'bwd_dq', 'bwd_dkdv'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'q', kind: 'read' },
@@ -104,17 +102,18 @@ export const attentionKernel = new Kernel<AttentionVariant>({
     YP: v.yp,
     PP: v.pp,
     ROLL: Number(v.roll),
-    PREFETCH: Number(v.prefetch),
   }),
 });
 
 /** Tile candidates per kernel, best first; the first that fits the device (and headDim) is used. */
 export const ATTENTION_TILES: Record<AttentionEntry, readonly AttentionTile[]> = {
-  // 64 queries × 32 keys, 256 threads of 2 rows × 4 keys (scores) / 2 rows × 8 floats (output), rows padded (xp 1) so
-  // the 4 row groups of a warp read distinct bank quads: 46 KiB at headDim 64 (H100: 48 KiB). H100 4096² × 10 heads:
-  // 3.19 ms, against 4.08 for the 4-row tile below (whose row reads conflict 4-way) and 5.93 for the outer-product
-  // kernel (forward_op, still slower there; opt in with outer: true). The 32-query tiles fit 32 KiB devices.
+  // headDim 64 on devices with subgroups: attention_subgroup.wgsl, H100 10 heads × 4096²: 2.12 ms = 20.3 TFLOP/s
+  // (0.63× PyTorch SDPA). Otherwise 64 queries × 32 keys, 256 threads of 2 rows × 4 keys (scores) / 2 rows × 8 floats
+  // (output), rows padded (xp 1) so the 4 row groups of a warp read distinct bank quads: 46 KiB at headDim 64 (H100:
+  // 48 KiB), 3.17 ms there, against 4.06 for the 4-row tile below (whose row reads conflict 4-way) and 3.78 for a
+  // register-tiled 64-thread kernel (8 rows × 4 keys per thread, since removed). The 32-query tiles fit 32 KiB devices.
   forward: [
+    { br: 64, bc: 16, tm: 4, tx: 4, sg: true },
     { br: 64, bc: 32, tm: 2, tx: 8, xp: 1 },
     { br: 64, bc: 32, tm: 4, tx: 8 },
     { br: 32, bc: 32, tm: 4, tx: 8 },
@@ -171,7 +170,7 @@ interface Derived {
   pLen: number;
 }
 
-function derive(t: AttentionTile, headDim: number): Derived & { outerLen: number; lu: number } {
+function derive(t: AttentionTile, headDim: number): Derived {
   const DV = headDim / 4;
   const TC = Math.ceil(DV / t.tx);
   const DVP = TC * t.tx;
@@ -184,14 +183,6 @@ function derive(t: AttentionTile, headDim: number): Derived & { outerLen: number
     xLen: t.br * (DVP + (t.xp ?? 0)),
     yLen: t.bc * (DVP + (t.yp ?? 1)),
     pLen: t.br * (t.bc / 4 + (t.pp ?? 1)),
-    // forward_op: QT + KT + PT + VS + REDT (vec4s).
-    outerLen:
-      headDim * (t.br / 4 + (t.xp ?? 0)) +
-      headDim * (t.bc / 4 + (t.yp ?? 1)) +
-      t.bc * (t.br / 4 + (t.pp ?? 1)) +
-      t.bc * (DVP + (t.yp ?? 1)) +
-      (t.tx * t.br) / 4,
-    lu: Math.ceil((t.bc * DV) / WG),
   };
 }
 
@@ -201,7 +192,7 @@ export function attentionSharedBytes(entry: AttentionEntry, t: AttentionTile, he
   const V4 = 16;
   switch (entry) {
     case 'forward':
-      if (t.outer) return d.outerLen * V4;
+      if (t.sg) return SUBGROUP_SHARED_BYTES;
       return (d.xLen + 2 * d.yLen + d.pLen + (t.br * t.tx) / 4) * V4;
     case 'bwd_dq':
       return (2 * d.xLen + 2 * d.yLen + d.pLen) * V4;
@@ -219,12 +210,11 @@ export function attentionTileProblem(gpu: Gpu, entry: AttentionEntry, t: Attenti
   if (t.br % t.tm) return `br must be a multiple of tm (got br ${t.br}, tm ${t.tm})`;
   if (t.tm > 8) return `tm must be at most 8 (got ${t.tm})`;
   const d = derive(t, headDim);
-  if (t.outer) {
-    if (entry !== 'forward') return `outer tiles are forward-only (got one for ${entry})`;
-    if (t.tm !== 4 && t.tm !== 8) return `outer tiles need tm 4 or 8 (got ${t.tm})`;
-    if (d.TN !== 4 && d.TN !== 8) return `outer tiles need bc/tx = 4 or 8 keys per thread (got ${d.TN})`;
-    if (d.TC > 4) return `outer tiles need ceil(headDim/4/tx) ≤ 4 output vec4s per row (got ${d.TC})`;
-    if (d.lu > 8) return `outer tiles load ≤ 8 vec4s of a key tile per thread (got ${d.lu})`;
+  if (t.sg) {
+    if (entry !== 'forward') return `subgroup (sg) tiles are forward-only (got one for ${entry})`;
+    if (t.br !== 64 || t.bc !== 16 || t.tm !== 4 || t.tx !== 4)
+      return `subgroup (sg) tiles are {br: 64, bc: 16, tm: 4, tx: 4} (got ${JSON.stringify(t)})`;
+    return subgroupForwardProblem(gpu, headDim);
   }
   if (t.tm * d.TN > 64) return `tm·bc/tx = ${t.tm * d.TN} score registers exceed 64`;
   if (t.tm * d.TC > 32) return `tm·ceil(headDim/4/tx) = ${t.tm * d.TC} output vec4s exceed 32`;
@@ -352,7 +342,7 @@ function variantFor(gpu: Gpu, entry: AttentionEntry, g: Geometry, tile: Attentio
   const t = tileFor(gpu, entry, g, tile);
   const problem = attentionTileProblem(gpu, entry, t, g.headDim);
   if (problem) throw new Error(`attention ${entry}: tile ${JSON.stringify(t)} cannot run here: ${problem}`);
-  return { hd: g.headDim, br: t.br, bc: t.bc, tm: t.tm, tx: t.tx, xp: t.xp ?? 0, yp: t.yp ?? 1, pp: t.pp ?? 1, roll: roll ?? isCpuAdapter(gpu), prefetch: t.prefetch ?? true };
+  return { hd: g.headDim, br: t.br, bc: t.bc, tm: t.tm, tx: t.tx, xp: t.xp ?? 0, yp: t.yp ?? 1, pp: t.pp ?? 1, roll: roll ?? isCpuAdapter(gpu) };
 }
 
 function params(g: Geometry, rows = 0) {
@@ -393,8 +383,12 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
   const C = g.heads * g.headDim;
   const o = Tensor.empty(gpu, [g.B, g.N, C], 'f32', `${op}.o`);
   const lse = Tensor.empty(gpu, [g.B, g.heads, g.N], 'f32', `${op}.lse`);
+  if (tile.sg) {
+    runAttentionSubgroup(gpu, { q, k, v, o, lse, params: params(g), N: g.N, heads: g.heads, B: g.B, label: `${op}.forward` });
+    return { o, lse };
+  }
   attentionKernel.run(gpu, {
-    entry: tile.outer ? 'forward_op' : 'forward',
+    entry: 'forward',
     variant,
     params: params(g),
     // `dout` is reachable from the shared loader, so forward binds it too (a read-only alias of q).
@@ -454,7 +448,7 @@ export function attentionBackward(
   attentionKernel.run(gpu, {
     entry: 'bwd_prep',
     // bwd_prep reads only HD and ROLL: one pipeline per headDim, whatever the tiles.
-    variant: { ...vDq, br: 16, bc: 16, tm: 2, tx: 8, xp: 0, yp: 1, pp: 1, prefetch: true },
+    variant: { ...vDq, br: 16, bc: 16, tm: 2, tx: 8, xp: 0, yp: 1, pp: 1 },
     params: params(g, rows),
     buffers: bufs,
     workgroups: grid1d(gpu, rows),

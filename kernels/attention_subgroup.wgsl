@@ -1,0 +1,227 @@
+// Attention forward for headDim 64 with subgroup shuffles (FlashAttention-2's split: no probability tile in shared
+// memory, no cross-thread row max):
+//   O = softmax(Q·Kᵀ·scale [+ causal mask]) · V,  LSE = logsumexp of each row (natural log), as kernels/attention.wgsl
+//   `forward` computes them, with the same layout, strides, offsets and uniform block.
+//
+// A workgroup of 64 invocations owns BR = 64 queries. Each quad (4 adjacent invocations) owns 4 rows; invocation j of
+// the quad holds the d-vec4s j, j+4, j+8, j+12 of those rows' Q (pre-scaled, registers) and O (accumulators). Per key
+// it forms partial dot products over its 16 d and the quad adds them up with two xor shuffles, after which all four
+// hold the 4 rows' full scores: each keeps the row maxima and sums itself, and multiplies the probabilities into its
+// own output columns. Scores and row statistics are vec4s over the quad's 4 rows.
+// K and V tiles (BC = 16 keys) are double-buffered in shared memory; the next tile is loaded into registers while this
+// one is computed and stored after it, so there is one barrier per tile. Reads of a key's K / V slices by a quad's 4
+// invocations are 4 consecutive vec4s (the interleaved slices), which every quad of a warp shares (broadcast).
+// Requirement: subgroup lanes are consecutive local invocation indices in aligned groups of at least 4 (so a quad is
+// lanes 4i .. 4i+3 of one subgroup): the case on the GPUs and CPU drivers we run; the parity tests check it per device.
+
+enable subgroups;
+
+const BR: u32 = 64u;
+const BC: u32 = 16u;
+const NEG_BIG: f32 = -3.0e38;
+const LN2: f32 = 0.6931471805599453;
+
+struct Params {
+  N: u32,           // queries
+  M: u32,           // keys
+  heads: u32,
+  rows: u32,        // unused here (the uniform block is attention.wgsl's)
+  qStride: u32,     // vec4s per token row of Q
+  kStride: u32,
+  vStride: u32,
+  oStride: u32,     // of O (contiguous: heads·headDim/4)
+  scaleLog2: f32,   // scale · log2(e)
+  scale: f32,
+  causal: u32,      // 1: query n sees keys m ≤ n only
+  one: u32,
+  qOff: u32,        // vec4 offset of Q's first element in its binding
+  kOff: u32,
+  vOff: u32,
+};
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4f>;
+@group(0) @binding(2) var<storage, read> k: array<vec4f>;
+@group(0) @binding(3) var<storage, read> v: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> o: array<vec4f>;
+@group(0) @binding(5) var<storage, read_write> lse: array<f32>;
+
+var<workgroup> KS: array<vec4f, 512>;  // [2][BC][16]
+var<workgroup> VS: array<vec4f, 512>;
+
+// Q rows 0..3 of the quad (row-major: qRC = row R, slice C) and the output accumulators, as named registers.
+var<private> q00: vec4f; var<private> q01: vec4f; var<private> q02: vec4f; var<private> q03: vec4f;
+var<private> q10: vec4f; var<private> q11: vec4f; var<private> q12: vec4f; var<private> q13: vec4f;
+var<private> q20: vec4f; var<private> q21: vec4f; var<private> q22: vec4f; var<private> q23: vec4f;
+var<private> q30: vec4f; var<private> q31: vec4f; var<private> q32: vec4f; var<private> q33: vec4f;
+var<private> o00: vec4f; var<private> o01: vec4f; var<private> o02: vec4f; var<private> o03: vec4f;
+var<private> o10: vec4f; var<private> o11: vec4f; var<private> o12: vec4f; var<private> o13: vec4f;
+var<private> o20: vec4f; var<private> o21: vec4f; var<private> o22: vec4f; var<private> o23: vec4f;
+var<private> o30: vec4f; var<private> o31: vec4f; var<private> o32: vec4f; var<private> o33: vec4f;
+
+// Vec4 c of head h of token `tok` of a [B, count, ·] buffer; zero past `count`.
+fn qAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
+  let i = params.qOff + (b * params.N + min(tok, params.N - 1u)) * params.qStride + h * 16u + c;
+  return select(vec4f(0.0), q[i], tok < params.N);
+}
+fn kAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
+  let i = params.kOff + (b * params.M + min(tok, params.M - 1u)) * params.kStride + h * 16u + c;
+  return select(vec4f(0.0), k[i], tok < params.M);
+}
+fn vAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
+  let i = params.vOff + (b * params.M + min(tok, params.M - 1u)) * params.vStride + h * 16u + c;
+  return select(vec4f(0.0), v[i], tok < params.M);
+}
+
+// Partial scores of the quad's 4 rows against the key whose slices start at KS[kb] (this invocation's 16 d).
+fn partialScores(kb: u32, j: u32) -> vec4f {
+  let k0 = KS[kb + j];
+  let k1 = KS[kb + j + 4u];
+  let k2 = KS[kb + j + 8u];
+  let k3 = KS[kb + j + 12u];
+  return vec4f(
+    dot(q00, k0) + dot(q01, k1) + dot(q02, k2) + dot(q03, k3),
+    dot(q10, k0) + dot(q11, k1) + dot(q12, k2) + dot(q13, k3),
+    dot(q20, k0) + dot(q21, k1) + dot(q22, k2) + dot(q23, k3),
+    dot(q30, k0) + dot(q31, k1) + dot(q32, k2) + dot(q33, k3));
+}
+
+// Full scores: the quad's sum of partial scores.
+fn quadSum(s: vec4f) -> vec4f {
+  let s2 = s + subgroupShuffleXor(s, 1u);
+  return s2 + subgroupShuffleXor(s2, 2u);
+}
+
+// Masked (key past M, or after the row's query under the causal mask) → NEG_BIG. rows: the quad's 4 query indices.
+fn maskKey(s: vec4f, key: u32, rows: vec4u) -> vec4f {
+  var hide = vec4u(key) >= vec4u(params.M);
+  if (params.causal != 0u) { hide = hide | (vec4u(key) > rows); }
+  return select(s, vec4f(NEG_BIG), hide);
+}
+
+// O rows += p (the 4 rows' probabilities of one key) × the key's V slices starting at VS[vb].
+fn accumulate(p: vec4f, vb: u32, j: u32) {
+  let v0 = VS[vb + j];
+  let v1 = VS[vb + j + 4u];
+  let v2 = VS[vb + j + 8u];
+  let v3 = VS[vb + j + 12u];
+  o00 = fma(vec4f(p.x), v0, o00); o01 = fma(vec4f(p.x), v1, o01); o02 = fma(vec4f(p.x), v2, o02); o03 = fma(vec4f(p.x), v3, o03);
+  o10 = fma(vec4f(p.y), v0, o10); o11 = fma(vec4f(p.y), v1, o11); o12 = fma(vec4f(p.y), v2, o12); o13 = fma(vec4f(p.y), v3, o13);
+  o20 = fma(vec4f(p.z), v0, o20); o21 = fma(vec4f(p.z), v1, o21); o22 = fma(vec4f(p.z), v2, o22); o23 = fma(vec4f(p.z), v3, o23);
+  o30 = fma(vec4f(p.w), v0, o30); o31 = fma(vec4f(p.w), v1, o31); o32 = fma(vec4f(p.w), v2, o32); o33 = fma(vec4f(p.w), v3, o33);
+}
+
+fn rescale(a: vec4f) {
+  o00 *= a.x; o01 *= a.x; o02 *= a.x; o03 *= a.x;
+  o10 *= a.y; o11 *= a.y; o12 *= a.y; o13 *= a.y;
+  o20 *= a.z; o21 *= a.z; o22 *= a.z; o23 *= a.z;
+  o30 *= a.w; o31 *= a.w; o32 *= a.w; o33 *= a.w;
+}
+
+fn max4(a: vec4f, b: vec4f, c: vec4f, d: vec4f) -> vec4f { return max(max(a, b), max(c, d)); }
+
+fn storeRow(b: u32, row: u32, h: u32, j: u32, inv: f32, x0: vec4f, x1: vec4f, x2: vec4f, x3: vec4f) {
+  if (row >= params.N) { return; }
+  let base = (b * params.N + row) * params.oStride + h * 16u + j;
+  o[base] = x0 * inv;
+  o[base + 4u] = x1 * inv;
+  o[base + 8u] = x2 * inv;
+  o[base + 12u] = x3 * inv;
+}
+
+@compute @workgroup_size(64)
+fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let j = tid % 4u;
+  let q0 = wid.x * BR;
+  let h = wid.y;
+  let b = wid.z;
+  let r = q0 + (tid / 4u) * 4u;  // the quad's first row
+  let rows = vec4u(r, r + 1u, r + 2u, r + 3u);
+  let sc = params.scaleLog2;
+  q00 = qAt(b, r, h, j) * sc; q01 = qAt(b, r, h, j + 4u) * sc; q02 = qAt(b, r, h, j + 8u) * sc; q03 = qAt(b, r, h, j + 12u) * sc;
+  q10 = qAt(b, r + 1u, h, j) * sc; q11 = qAt(b, r + 1u, h, j + 4u) * sc; q12 = qAt(b, r + 1u, h, j + 8u) * sc; q13 = qAt(b, r + 1u, h, j + 12u) * sc;
+  q20 = qAt(b, r + 2u, h, j) * sc; q21 = qAt(b, r + 2u, h, j + 4u) * sc; q22 = qAt(b, r + 2u, h, j + 8u) * sc; q23 = qAt(b, r + 2u, h, j + 12u) * sc;
+  q30 = qAt(b, r + 3u, h, j) * sc; q31 = qAt(b, r + 3u, h, j + 4u) * sc; q32 = qAt(b, r + 3u, h, j + 8u) * sc; q33 = qAt(b, r + 3u, h, j + 12u) * sc;
+
+  // Keys this block needs: all M, or under the causal mask those up to its last query.
+  var kEnd = params.M;
+  if (params.causal != 0u) { kEnd = min(params.M, min(params.N, q0 + BR)); }
+  let nT = (kEnd + BC - 1u) / BC;
+
+  // Tile units: 16 keys × 16 vec4s of K and of V = 4 + 4 per invocation (unit u: key u / 16, vec4 u % 16).
+  let u0 = tid;
+  let u1 = tid + 64u;
+  let u2 = tid + 128u;
+  let u3 = tid + 192u;
+  KS[u0] = kAt(b, u0 / 16u, h, u0 % 16u); KS[u1] = kAt(b, u1 / 16u, h, u1 % 16u);
+  KS[u2] = kAt(b, u2 / 16u, h, u2 % 16u); KS[u3] = kAt(b, u3 / 16u, h, u3 % 16u);
+  VS[u0] = vAt(b, u0 / 16u, h, u0 % 16u); VS[u1] = vAt(b, u1 / 16u, h, u1 % 16u);
+  VS[u2] = vAt(b, u2 / 16u, h, u2 % 16u); VS[u3] = vAt(b, u3 / 16u, h, u3 % 16u);
+  workgroupBarrier();
+
+  var m = vec4f(NEG_BIG);  // row maxima (log2 domain)
+  var l = vec4f(0.0);      // row sums
+  for (var t = 0u; t < nT; t++) {
+    let k0 = t * BC;
+    let more = t + 1u < nT;
+    var nk0 = vec4f(0.0); var nk1 = vec4f(0.0); var nk2 = vec4f(0.0); var nk3 = vec4f(0.0);
+    var nv0 = vec4f(0.0); var nv1 = vec4f(0.0); var nv2 = vec4f(0.0); var nv3 = vec4f(0.0);
+    if (more) {
+      let n0 = k0 + BC;
+      nk0 = kAt(b, n0 + u0 / 16u, h, u0 % 16u); nk1 = kAt(b, n0 + u1 / 16u, h, u1 % 16u);
+      nk2 = kAt(b, n0 + u2 / 16u, h, u2 % 16u); nk3 = kAt(b, n0 + u3 / 16u, h, u3 % 16u);
+      nv0 = vAt(b, n0 + u0 / 16u, h, u0 % 16u); nv1 = vAt(b, n0 + u1 / 16u, h, u1 % 16u);
+      nv2 = vAt(b, n0 + u2 / 16u, h, u2 % 16u); nv3 = vAt(b, n0 + u3 / 16u, h, u3 % 16u);
+    }
+    let buf = (t % 2u) * 256u;
+    let masked = k0 + BC > params.M || (params.causal != 0u && k0 + BC - 1u > q0);
+    // Two chunks of 8 keys: scores, the quad sum, masking, the online softmax, then P·V.
+    for (var c = 0u; c < 2u; c++) {
+      let kb = buf + c * 128u;
+      var s0 = quadSum(partialScores(kb, j));
+      var s1 = quadSum(partialScores(kb + 16u, j));
+      var s2 = quadSum(partialScores(kb + 32u, j));
+      var s3 = quadSum(partialScores(kb + 48u, j));
+      var s4 = quadSum(partialScores(kb + 64u, j));
+      var s5 = quadSum(partialScores(kb + 80u, j));
+      var s6 = quadSum(partialScores(kb + 96u, j));
+      var s7 = quadSum(partialScores(kb + 112u, j));
+      if (masked) {
+        let e = k0 + c * 8u;
+        s0 = maskKey(s0, e, rows); s1 = maskKey(s1, e + 1u, rows); s2 = maskKey(s2, e + 2u, rows); s3 = maskKey(s3, e + 3u, rows);
+        s4 = maskKey(s4, e + 4u, rows); s5 = maskKey(s5, e + 5u, rows); s6 = maskKey(s6, e + 6u, rows); s7 = maskKey(s7, e + 7u, rows);
+      }
+      // Key 0 is in the first chunk and no mask hides it, so the maxima are finite from the first chunk on.
+      let mNew = max(m, max(max4(s0, s1, s2, s3), max4(s4, s5, s6, s7)));
+      let alpha = exp2(m - mNew);
+      m = mNew;
+      s0 = exp2(s0 - mNew); s1 = exp2(s1 - mNew); s2 = exp2(s2 - mNew); s3 = exp2(s3 - mNew);
+      s4 = exp2(s4 - mNew); s5 = exp2(s5 - mNew); s6 = exp2(s6 - mNew); s7 = exp2(s7 - mNew);
+      l = l * alpha + (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)));
+      rescale(alpha);
+      accumulate(s0, kb, j); accumulate(s1, kb + 16u, j); accumulate(s2, kb + 32u, j); accumulate(s3, kb + 48u, j);
+      accumulate(s4, kb + 64u, j); accumulate(s5, kb + 80u, j); accumulate(s6, kb + 96u, j); accumulate(s7, kb + 112u, j);
+    }
+    if (more) {
+      // The other buffer's last readers finished before the previous iteration's barrier.
+      let nb = 256u - buf;
+      KS[nb + u0] = nk0; KS[nb + u1] = nk1; KS[nb + u2] = nk2; KS[nb + u3] = nk3;
+      VS[nb + u0] = nv0; VS[nb + u1] = nv1; VS[nb + u2] = nv2; VS[nb + u3] = nv3;
+    }
+    workgroupBarrier();
+  }
+
+  let inv = 1.0 / l;
+  storeRow(b, r, h, j, inv.x, o00, o01, o02, o03);
+  storeRow(b, r + 1u, h, j, inv.y, o10, o11, o12, o13);
+  storeRow(b, r + 2u, h, j, inv.z, o20, o21, o22, o23);
+  storeRow(b, r + 3u, h, j, inv.w, o30, o31, o32, o33);
+  if (j == 0u) {
+    let lseRow = (m + log2(l)) * LN2;
+    let base = (b * params.heads + h) * params.N;
+    if (r < params.N) { lse[base + r] = lseRow.x; }
+    if (r + 1u < params.N) { lse[base + r + 1u] = lseRow.y; }
+    if (r + 2u < params.N) { lse[base + r + 2u] = lseRow.z; }
+    if (r + 3u < params.N) { lse[base + r + 3u] = lseRow.w; }
+  }
+}
