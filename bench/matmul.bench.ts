@@ -25,12 +25,14 @@ interface GemmCase {
   reference?: Reference;
   /** Force a tile preset (sweeps); default: the wrapper's choice. */
   tile?: keyof typeof MATMUL_TILES;
+  /** Force K-slices (sweeps); default: the wrapper's choice. */
+  splitK?: number;
 }
 
 function forwardCase(c: GemmCase): BenchCase {
   const epi = [c.transB ? 'x·Wᵀ' : '', c.bias ? '+bias' : '', c.activation ? `+${c.activation}` : ''].filter(Boolean).join(' ');
   return {
-    kernel: c.tile ? `matmul sweep ${c.tile}` : 'matmul',
+    kernel: c.tile ? `matmul sweep ${c.tile}${c.splitK ? ` split ${c.splitK}` : ''}` : 'matmul',
     shape: `${c.M}x${c.K}x${c.N}${epi ? ` ${epi}` : ''}`,
     flops: 2 * c.M * c.N * c.K,
     quick: c.quick,
@@ -39,7 +41,7 @@ function forwardCase(c: GemmCase): BenchCase {
       const a = filled(gpu, [c.M, c.K], 'a');
       const b = filled(gpu, c.transB ? [c.N, c.K] : [c.K, c.N], 'b');
       const bias = c.bias ? filled(gpu, [c.N], 'bias') : undefined;
-      const opts = { transB: c.transB, bias, activation: c.activation, tile: c.tile ? MATMUL_TILES[c.tile] : undefined };
+      const opts = { transB: c.transB, bias, activation: c.activation, tile: c.tile ? MATMUL_TILES[c.tile] : undefined, splitK: c.splitK };
       return {
         run: () => matmul(a, b, opts).release(),
         dispose: () => [a, b, bias].forEach((t) => t?.release()),
@@ -87,8 +89,8 @@ export const cases: BenchCase[] = [
   backwardCase(256, 128, 128, true),
 ];
 
-// TCD_MATMUL_SWEEP=1: every tile preset on the SDXL UNet's linear shapes (M tokens × K in × N out), to fit the
-// wrapper's tile choice (chooseMatmulTile) to the GPU at hand.
+// TCD_MATMUL_SWEEP=1: every tile preset × K-split 1, 2, 4 on the SDXL UNet's linear shapes (M tokens × K in × N out),
+// to fit the wrapper's tile and split choice (chooseMatmulTile, splitKFor) to the GPU at hand.
 const SDXL_LINEARS: [number, number, number][] = [
   [1024, 1280, 1280], [1024, 1280, 3840], [1024, 1280, 10240], [1024, 5120, 1280],
   [4096, 640, 640], [4096, 640, 1920], [4096, 640, 5120], [4096, 2560, 640], [77, 2048, 1280],
@@ -96,4 +98,4 @@ const SDXL_LINEARS: [number, number, number][] = [
 if (typeof process !== 'undefined' && process.env?.TCD_MATMUL_SWEEP === '1')
   for (const [M, K, N] of SDXL_LINEARS)
     for (const tile of Object.keys(MATMUL_TILES) as (keyof typeof MATMUL_TILES)[])
-      cases.push(forwardCase({ M, K, N, transB: true, bias: true, tile }));
+      for (const splitK of [1, 2, 4]) cases.push(forwardCase({ M, K, N, transB: true, bias: true, tile, splitK }));

@@ -62,6 +62,7 @@ struct Params {
   storePre: u32,
   ldA: u32,      // row length of A stored [M, K] and of B stored [N, K] (pair 1): K, or the full K of a split-K slice
   ldB: u32,
+  biasFirstZ: u32,  // split-K: the bias goes into slice z = 0 only (the slices are summed afterwards)
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -280,7 +281,7 @@ fn activate(x: vec4f) -> vec4f {
 fn emit(m: u32, n: u32, z: u32, sum: vec4f) {
   if (m >= params.M || n >= params.N) { return; }
   var v = params.alpha * sum;
-  if (HAS_BIAS) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
+  if (HAS_BIAS && (z == 0u || params.biasFirstZ == 0u)) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
   let e = z * params.batchY + m * params.N + n;
   if (params.storePre != 0u) { store4(true, e, n, v); }
   store4(false, e, n, activate(v));

@@ -51,6 +51,7 @@ interface Case {
   tile?: MatmulTile;
   /** Also check matmulWithPre's pre-activation. */
   withPre?: boolean;
+  splitK?: number;
 }
 
 function nOf(c: Case): number {
@@ -65,7 +66,7 @@ async function check(c: Case, what: string): Promise<void> {
   const a = Tensor.fromArray(gpu, av, c.aShape, { label: 'a' });
   const b = Tensor.fromArray(gpu, bv, c.bShape, { label: 'b' });
   const bias = biasV ? Tensor.fromArray(gpu, biasV, [N], { label: 'bias' }) : undefined;
-  const opts = { transA: c.transA, transB: c.transB, bias, activation: c.activation, alpha: c.alpha, tile: c.tile };
+  const opts = { transA: c.transA, transB: c.transB, bias, activation: c.activation, alpha: c.alpha, tile: c.tile, splitK: c.splitK };
   const want = matmulRef(av, c.aShape, bv, c.bShape, { ...opts, bias: biasV });
   const { y, pre } = c.withPre ? matmulWithPre(a, b, opts) : { y: matmul(a, b, opts), pre: undefined };
   expect(y.shape, `${what}: output shape`).toEqual(want.shape);
@@ -163,7 +164,8 @@ describe('matmul forward', () => {
     expect(splitKFor(call(7, 256, 9), t)).toBe(1);
     expect(splitKFor(call(512, 1024, 512), t)).toBe(1); // enough tiles already
     expect(splitKFor({ ...call(7, 1024, 9), b: { ...call(7, 1024, 9).b, trans: true } }, t)).toBe(4); // B K-contiguous
-    expect(splitKFor({ ...call(7, 1024, 9), bias: {} as Tensor }, t)).toBe(1); // an epilogue: no split
+    expect(splitKFor({ ...call(7, 1024, 9), activation: 'silu' }, t)).toBe(1); // a nonlinear epilogue: no split
+    expect(splitKFor({ ...call(7, 1024, 9), bias: {} as Tensor }, t)).toBe(4); // the bias goes into slice 0
     // Aᵀ·B over 1024 rows, scalar (M = 7, N = 9): runs as 4 slices and one sum.
     await check({ aShape: sa(7, 1024, true), bShape: sb(1024, 9), transA: true }, 'split-K 4');
     // LoRA's h = alpha·x·Aᵀ (A [M, K] and B [N, K] K-contiguous: slices are column ranges of full-length rows), vec4
@@ -171,6 +173,8 @@ describe('matmul forward', () => {
     await check({ aShape: [36, 1024], bShape: sb(1024, 8, true), transB: true, alpha: 0.25 }, 'split-K x·Aᵀ vec4');
     await check({ aShape: [37, 1024], bShape: sb(1024, 7, true), transB: true, alpha: 0.25 }, 'split-K x·Aᵀ scalar');
     await check({ aShape: [12, 1024], bShape: sb(1024, 8, false) }, 'split-K dY·B');
+    // A linear layer with bias, split in 4 (forced) on the large tile: the bias is added once.
+    await check({ aShape: [20, 512], bShape: sb(512, 12, true), transB: true, bias: true, splitK: 4, tile: LARGE }, 'split-K 4 + bias');
   });
 
   it('uses vec4 access exactly where every contiguous dim and N are multiples of 4', () => {

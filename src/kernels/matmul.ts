@@ -106,6 +106,7 @@ export const matmulKernel = new Kernel<MatmulVariant>({
     ['storePre', 'u32'],
     ['ldA', 'u32'],
     ['ldB', 'u32'],
+    ['biasFirstZ', 'u32'],
   ],
   constants: (v) => ({
     BM: v.bm,
@@ -183,10 +184,10 @@ const SPLIT_K_MIN_K = 256;
  * rank-r products (h = x·Aᵀ, g = dY·B) reduce over thousands of K into small outputs, which alone make a few dozen
  * workgroups. Slice s of K is operand data at offset s·(K/S) (a K-major operand: whole rows; a K-contiguous one:
  * columns, rows keep their full length), so the slices run as the grid's batch and one sum over them follows.
- * Only for a single plain GEMM (no bias, activation or second pair; alpha is linear and stays).
+ * Only for a single GEMM without activation or second pair (alpha is linear and stays; the bias goes into slice 0).
  */
 export function splitKFor(c: GemmCall, tile: MatmulTile): number {
-  if (c.batch !== 1 || c.pair2 || c.bias || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
+  if (c.batch !== 1 || c.pair2 || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
   const tiles = tilesOf(tile, c.M, c.N);
   // vec4 access needs slice offsets on vec4 boundaries along K-contiguous rows: keep K/S a multiple of 4.
   let s = 1;
@@ -225,6 +226,8 @@ export interface GemmCall {
   /** Row length of pair 1's K-contiguous operands (A stored [M, K], B stored [N, K]); default K (split-K slices). */
   readonly ldA?: number;
   readonly ldB?: number;
+  /** Add the bias into batch entry 0 only (split-K partial sums). */
+  readonly biasFirstZ?: boolean;
 }
 
 const scratch = new WeakMap<Gpu, Tensor>();
@@ -278,6 +281,8 @@ export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
   const s = c.splitK ?? splitKFor(c, tile);
   if (s > 1) {
     if (c.K % s !== 0) throw new Error(`${c.label}: split-K ${s} does not divide K = ${c.K}`);
+    if (c.batch !== 1 || c.pair2 || c.storePre || (c.activation ?? 'none') !== 'none')
+      throw new Error(`${c.label}: split-K needs a single GEMM without activation, stored pre-activation or second pair`);
     const kc = c.K / s;
     // K-major operands (A stored [K, M], B stored [K, N]): slice z starts kc rows further. K-contiguous ones (A
     // [M, K], B [N, K]): kc columns further, rows keep their full length K.
@@ -289,6 +294,7 @@ export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
       b: { ...c.b, batchStride: c.b.trans ? kc : kc * c.N },
       ldA: c.K,
       ldB: c.K,
+      biasFirstZ: true,
       outShape: [s, c.M, c.N],
       label: `${c.label}.splitK${s}`,
       tile,
@@ -333,6 +339,7 @@ function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
       storePre: Number(!!c.storePre),
       ldA: c.ldA ?? c.K,
       ldB: c.ldB ?? c.K,
+      biasFirstZ: Number(!!c.biasFirstZ),
     },
     // Unused bindings get read-only aliases of A / B (read-only aliasing is allowed) or a scratch buffer.
     buffers: {
@@ -362,6 +369,8 @@ export interface MatmulOptions {
   tile?: MatmulTile;
   /** Force scalar loads and stores (default: vec4 where alignment allows). */
   scalar?: boolean;
+  /** K-slices (default: splitKFor; 1 disables). */
+  splitK?: number;
   label?: string;
 }
 
@@ -433,6 +442,7 @@ function run(a: Tensor, b: Tensor, opts: MatmulOptions, storePre: boolean): { y:
     label: op,
     tile: opts.tile,
     scalar: opts.scalar,
+    splitK: opts.splitK,
   });
 }
 
