@@ -16,6 +16,7 @@ import {
   type MatmulTile,
   chooseMatmulTile,
   gemmVariant,
+  gemmTile,
   splitKFor,
   matmul,
   matmulBackward,
@@ -166,6 +167,18 @@ describe('matmul forward', () => {
     expect(splitKFor({ ...call(7, 1024, 9), b: { ...call(7, 1024, 9).b, trans: true } }, t)).toBe(4); // B K-contiguous
     expect(splitKFor({ ...call(7, 1024, 9), activation: 'silu' }, t)).toBe(1); // a nonlinear epilogue: no split
     expect(splitKFor({ ...call(7, 1024, 9), bias: {} as Tensor }, t)).toBe(4); // the bias goes into slice 0
+    // Linear layers (x·Wᵀ): SDXL's 1024×1280×1280 takes the large tile in 4 slices, 1024×5120×1280 in 8; 240 large
+    // tiles (1024×1280×3840) are not split; 77 rows keep the small tile.
+    const linear = (M: number, K: number, N: number): GemmCall => ({
+      ...call(M, K, N),
+      a: { ...call(M, K, N).a, trans: false },
+      b: { ...call(M, K, N).b, trans: true },
+    });
+    const L = MATMUL_TILES.large;
+    expect([gemmTile(gpu, linear(1024, 1280, 1280)), splitKFor(linear(1024, 1280, 1280), L)]).toEqual([L, 4]);
+    expect([gemmTile(gpu, linear(1024, 5120, 1280)), splitKFor(linear(1024, 5120, 1280), L)]).toEqual([L, 8]);
+    expect([gemmTile(gpu, linear(1024, 1280, 3840)), splitKFor(linear(1024, 1280, 3840), L)]).toEqual([L, 1]);
+    expect(gemmTile(gpu, linear(77, 2048, 1280))).toEqual(t);
     // Aᵀ·B over 1024 rows, scalar (M = 7, N = 9): runs as 4 slices and one sum.
     await check({ aShape: sa(7, 1024, true), bShape: sb(1024, 9), transA: true }, 'split-K 4');
     // LoRA's h = alpha·x·Aᵀ (A [M, K] and B [N, K] K-contiguous: slices are column ranges of full-length rows), vec4

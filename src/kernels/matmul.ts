@@ -174,8 +174,13 @@ export function chooseMatmulTile(gpu: Gpu, M: number, N: number, batch = 1): Mat
   return MATMUL_TILES.small;
 }
 
-/** Split-K aims for this many workgroups ... */
-const SPLIT_K_TARGET_GROUPS = 256;
+/**
+ * Split-K applies below this many workgroups and aims for the target, while each slice keeps at least SPLIT_K_MIN_K
+ * of K. H100 sweep (TCD_MATMUL_SWEEP, large tile, ms): 1024×1280×1280 0.206 → 0.169 in 4 slices; 1024×5120×1280
+ * 0.894 → 0.571; 4096×2560×640 0.646 → 0.522; but 1024×1280×3840 (240 tiles) 0.333 → 0.374 in 2.
+ */
+const SPLIT_K_BELOW_GROUPS = 200;
+const SPLIT_K_TARGET_GROUPS = 512;
 /** ... while each split keeps at least this many K steps. */
 const SPLIT_K_MIN_K = 256;
 
@@ -189,10 +194,29 @@ const SPLIT_K_MIN_K = 256;
 export function splitKFor(c: GemmCall, tile: MatmulTile): number {
   if (c.batch !== 1 || c.pair2 || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
   const tiles = tilesOf(tile, c.M, c.N);
+  if (tiles >= SPLIT_K_BELOW_GROUPS) return 1;
   // vec4 access needs slice offsets on vec4 boundaries along K-contiguous rows: keep K/S a multiple of 4.
   let s = 1;
   while (tiles * s < SPLIT_K_TARGET_GROUPS && c.K % (8 * s) === 0 && c.K / (2 * s) >= SPLIT_K_MIN_K) s *= 2;
   return s;
+}
+
+/** Large-tile workgroups from which a splittable GEMM takes the large tile (then split) over the small one. */
+const LARGE_TILE_SPLIT_MIN_TILES = 64;
+
+/**
+ * Tile for a GEMM call: chooseMatmulTile, except that a GEMM which split-K can spread over enough workgroups takes the
+ * large tile even below LARGE_TILE_MIN_GROUPS (H100: 1024×1280×1280 large in 4 slices 0.169 ms vs small 0.183;
+ * 1024×5120×1280 0.571 vs 0.683; but 77×2048×1280 small in 4 slices 0.058 vs large 0.098).
+ */
+export function gemmTile(gpu: Gpu, c: GemmCall): MatmulTile {
+  if (c.tile) return c.tile;
+  const large = MATMUL_TILES.large;
+  if (c.splitK === undefined && !tileProblem(gpu, large) && tilesOf(large, c.M, c.N) >= LARGE_TILE_SPLIT_MIN_TILES) {
+    const s = splitKFor(c, large);
+    if (s > 1 && tilesOf(large, c.M, c.N) * s >= LARGE_TILE_MIN_GROUPS) return large;
+  }
+  return chooseMatmulTile(gpu, c.M, c.N, c.batch);
 }
 
 /** One operand of a GEMM: a contiguous tensor, whether it is stored transposed, the element stride between batches. */
@@ -243,7 +267,7 @@ function scratchFor(gpu: Gpu): Tensor {
 
 /** The pipeline variant a GEMM call runs with (tile per device and shape, vec4 where alignment allows). */
 export function gemmVariant(gpu: Gpu, c: GemmCall): MatmulVariant {
-  const tile = c.tile ?? chooseMatmulTile(gpu, c.M, c.N, c.batch);
+  const tile = gemmTile(gpu, c);
   const problem = tileProblem(gpu, tile);
   if (problem) throw new Error(`${c.label}: tile ${JSON.stringify(tile)} cannot run here: ${problem}`);
   const p2 = c.pair2;
@@ -277,7 +301,7 @@ export function gemmVariant(gpu: Gpu, c: GemmCall): MatmulVariant {
 /** Runs one GEMM (split over K where that helps, see splitKFor); returns Y (and Z when storePre). */
 export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
   const gpu = c.a.t.gpu;
-  const tile = c.tile ?? chooseMatmulTile(gpu, c.M, c.N, c.batch);
+  const tile = gemmTile(gpu, c);
   const s = c.splitK ?? splitKFor(c, tile);
   if (s > 1) {
     if (c.K % s !== 0) throw new Error(`${c.label}: split-K ${s} does not divide K = ${c.K}`);
