@@ -25,6 +25,7 @@ export * as autograd from './autograd/index.js';
 export * from './io/byte_source.js';
 export * from './io/safetensors.js';
 export * from './io/checkpoint.js';
+export * from './io/model_source.js';
 export * from './io/lora_format.js';
 export * from './unet/index.js';
 export * from './kernels/embedding.js';

@@ -365,6 +365,14 @@ function candidates(variant: OpenOptions['variant']): { kind: 'single' | 'index'
 }
 
 /**
+ * The weight files a component folder may hold, in the order openCheckpoint prefers them (each candidate kind with
+ * the diffusers base name, then the transformers one). Shared with hosts that probe a folder file by file.
+ */
+export function weightFileCandidates(variant: OpenOptions['variant']): { kind: 'single' | 'index'; file: string }[] {
+  return candidates(variant).flatMap((c) => WEIGHT_BASES.map((base) => ({ kind: c.kind, file: c.file(base) })));
+}
+
+/**
  * Node: opens model weights at `path`, which may be
  * - a diffusers pipeline folder (has `model_index.json` or a `<component>/` subfolder): uses `<path>/<component>/`;
  * - a component folder: `diffusion_pytorch_model[.fp16].safetensors`, `model[.fp16].safetensors` (text encoders) or a
@@ -404,22 +412,19 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
     // A component folder opened directly: its name says which model it holds.
     component = basename(resolve(path)) as Component;
   }
-  for (const c of candidates(opts.variant)) {
-    for (const base of WEIGHT_BASES) {
-      const f = c.file(base);
-      if (!entries.includes(f)) continue;
-      const p = join(dir, f);
-      if (c.kind === 'index') {
-        const index = parseShardIndex(await readFile(p, 'utf8'), p);
-        return openShardedCheckpoint(index, p, (s) => fileSource(join(dir, s)), { ...opts, component });
-      }
-      const src = await fileSource(p);
-      try {
-        return await openSingle(src, { ...opts, component }, 'diffusers');
-      } catch (e) {
-        await src.close();
-        throw e;
-      }
+  for (const c of weightFileCandidates(opts.variant)) {
+    if (!entries.includes(c.file)) continue;
+    const p = join(dir, c.file);
+    if (c.kind === 'index') {
+      const index = parseShardIndex(await readFile(p, 'utf8'), p);
+      return openShardedCheckpoint(index, p, (s) => fileSource(join(dir, s)), { ...opts, component });
+    }
+    const src = await fileSource(p);
+    try {
+      return await openSingle(src, { ...opts, component }, 'diffusers');
+    } catch (e) {
+      await src.close();
+      throw e;
     }
   }
   const want = candidates(opts.variant)

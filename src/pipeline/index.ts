@@ -10,6 +10,8 @@ export {
   type LoraSpec,
   type PipelineParts,
   type PretrainedOptions,
+  type SourceLoraSpec,
+  type SourceOptions,
   type ProgressEvent,
   type ProgressFn,
   type Stage,
@@ -17,6 +19,18 @@ export {
 } from './tcd_sdxl_pipeline.js';
 export { denoise, usesGuidance, type Conditioning, type DenoiseOptions, type StepView } from './denoise.js';
 export { SCHEDULER_NAMES, type SchedulerName, type TimestepOptions, defaultEta, isSchedulerName, makeScheduler, setSchedule } from './scheduler_choice.js';
-export { EXPECTED_LAYOUT, MODEL_COMPONENTS, PipelineLayoutError, type ModelComponent, type PipelineLayout, resolveLayout } from './model_folder.js';
+export {
+  EXPECTED_LAYOUT,
+  MODEL_COMPONENTS,
+  PipelineLayoutError,
+  TOKENIZER_DIRS,
+  type CheckedLayout,
+  type ModelComponent,
+  type PipelineLayout,
+  type TokenizerFiles,
+  checkLayout,
+  readTokenizerFiles,
+  resolveLayout,
+} from './model_folder.js';
 export { PipelineError } from './errors.js';
 export { stackLoras, type WeightedLora } from './lora_stack.js';

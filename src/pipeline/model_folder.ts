@@ -3,7 +3,10 @@
 //   unet/, vae/   (each model folder: config.json + weights, plain / .fp16 / sharded)
 // or a single checkpoint file (SGM `sd_xl_base_1.0.safetensors`) whose weights replace the folder's: the folder (or
 // `configFolder`) then only has to supply the configs and tokenizers. Everything is checked up front, and every
-// missing part is named in one error, before any weights are read. Node only (reads the file system).
+// missing part is named in one error, before any weights are read. checkLayout works on any ModelSource (a Node folder,
+// a web server, files picked in a browser); resolveLayout adds the Node paths (single file, config folder).
+import { weightFileCandidates } from '../io/checkpoint.js';
+import { type ModelSource, dirSource, findWeightFile, sourcePath } from '../io/model_source.js';
 
 export class PipelineLayoutError extends Error {
   constructor(message: string) {
@@ -36,14 +39,84 @@ export const EXPECTED_LAYOUT =
   'text_encoder/config.json, text_encoder_2/config.json, unet/config.json, vae/config.json, each model folder\'s weights ' +
   '(*.safetensors, *.fp16.safetensors or a sharded index), and optionally model_index.json';
 
-const WEIGHT_FILE = /\.safetensors(\.index(\.fp16)?\.json)?$/;
+/** What every SDXL folder source provides, checked: parsed configs and, unless not asked for, each model's weight file. */
+export interface CheckedLayout {
+  configs: Record<ModelComponent, Record<string, unknown>>;
+  schedulerConfig: Record<string, unknown>;
+  /** model_index.json (parsed; {} when the folder has none). */
+  modelIndex: Record<string, unknown>;
+  /** Weight file (or sharded index) of each model folder, relative to the source root; empty with weights: false. */
+  weightFiles: Partial<Record<ModelComponent, string>>;
+}
+
+/** A tokenizer folder's files, as ClipTokenizer's constructor takes them. */
+export interface TokenizerFiles {
+  vocab: string;
+  merges: string;
+  specialTokensMap?: string;
+  tokenizerConfig?: string;
+}
+
+export const TOKENIZER_DIRS = ['tokenizer', 'tokenizer_2'] as const;
 
 /**
- * Resolves and checks the layout. `path`: a diffusers folder, or a .safetensors file with `configFolder` (a diffusers
- * folder whose weights, if any, are not used).
+ * Checks a diffusers SDXL folder given as a source: configs parse, tokenizer files and (with `weights`, the default)
+ * each model's weights exist for `variant`. Every missing part is named in one PipelineLayoutError.
+ */
+export async function checkLayout(source: ModelSource, opts: { weights?: boolean; variant?: 'fp16' | 'default' } = {}): Promise<CheckedLayout> {
+  const missing: string[] = [];
+  const readJson = async (rel: string): Promise<Record<string, unknown> | undefined> => {
+    if (!(await source.exists(rel))) {
+      missing.push(rel);
+      return undefined;
+    }
+    try {
+      const v = JSON.parse(await source.readText(rel)) as unknown;
+      if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+      return v as Record<string, unknown>;
+    } catch (e) {
+      throw new PipelineLayoutError(`${sourcePath(source, rel)}: ${(e as Error).message}`);
+    }
+  };
+
+  const modelIndex = (await source.exists('model_index.json')) ? await readJson('model_index.json') : {};
+  const schedulerConfig = await readJson('scheduler/scheduler_config.json');
+  const configs = {} as Record<ModelComponent, Record<string, unknown>>;
+  for (const c of MODEL_COMPONENTS) {
+    const cfg = await readJson(`${c}/config.json`);
+    if (cfg) configs[c] = cfg;
+  }
+  for (const dir of TOKENIZER_DIRS) for (const f of ['vocab.json', 'merges.txt']) if (!(await source.exists(`${dir}/${f}`))) missing.push(`${dir}/${f}`);
+  const weightFiles: Partial<Record<ModelComponent, string>> = {};
+  if (opts.weights !== false)
+    for (const c of MODEL_COMPONENTS) {
+      const w = await findWeightFile(source, c, opts.variant);
+      if (w) weightFiles[c] = `${c}/${w.file}`;
+      else missing.push(`${c}/ weights (${opts.variant ? weightFileCandidates(opts.variant).map((x) => x.file).join(' / ') : '*.safetensors'})`);
+    }
+  if (missing.length)
+    throw new PipelineLayoutError(`${source.name} is not a complete SDXL diffusers folder: missing ${missing.join(', ')}.\nExpected: ${EXPECTED_LAYOUT}`);
+  return { configs, schedulerConfig: schedulerConfig!, modelIndex: modelIndex ?? {}, weightFiles };
+}
+
+/** vocab.json, merges.txt and (when present) special_tokens_map.json / tokenizer_config.json of `dir`. */
+export async function readTokenizerFiles(source: ModelSource, dir: string): Promise<TokenizerFiles> {
+  const optional = async (f: string) => ((await source.exists(`${dir}/${f}`)) ? source.readText(`${dir}/${f}`) : undefined);
+  const [vocab, merges, specialTokensMap, tokenizerConfig] = await Promise.all([
+    source.readText(`${dir}/vocab.json`),
+    source.readText(`${dir}/merges.txt`),
+    optional('special_tokens_map.json'),
+    optional('tokenizer_config.json'),
+  ]);
+  return { vocab, merges, specialTokensMap, tokenizerConfig };
+}
+
+/**
+ * Node: resolves and checks the layout. `path`: a diffusers folder, or a .safetensors file with `configFolder` (a
+ * diffusers folder whose weights, if any, are not used).
  */
 export async function resolveLayout(path: string, opts: { configFolder?: string } = {}): Promise<PipelineLayout> {
-  const { stat, readFile, readdir } = await import('node:fs/promises');
+  const { stat } = await import('node:fs/promises');
   const { join } = await import('node:path');
   const st = await stat(path).catch(() => null);
   if (!st) throw new PipelineLayoutError(`model ${path}: no such file or folder`);
@@ -64,45 +137,9 @@ export async function resolveLayout(path: string, opts: { configFolder?: string 
   }
   const rootSt = await stat(root).catch(() => null);
   if (!rootSt?.isDirectory()) throw new PipelineLayoutError(`config folder ${root}: no such folder`);
-
-  const isFile = async (p: string) => (await stat(p).catch(() => null))?.isFile() ?? false;
-  const missing: string[] = [];
-  const readJson = async (rel: string): Promise<Record<string, unknown> | undefined> => {
-    const p = join(root, rel);
-    if (!(await isFile(p))) {
-      missing.push(rel);
-      return undefined;
-    }
-    try {
-      const v = JSON.parse(await readFile(p, 'utf8')) as unknown;
-      if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-      return v as Record<string, unknown>;
-    } catch (e) {
-      throw new PipelineLayoutError(`${p}: ${(e as Error).message}`);
-    }
-  };
-
-  const modelIndex = (await isFile(join(root, 'model_index.json'))) ? await readJson('model_index.json') : {};
-  const schedulerConfig = await readJson('scheduler/scheduler_config.json');
-  const configs = {} as Record<ModelComponent, Record<string, unknown>>;
-  for (const c of MODEL_COMPONENTS) {
-    const cfg = await readJson(`${c}/config.json`);
-    if (cfg) configs[c] = cfg;
-  }
-  const tokenizerDirs: [string, string] = [join(root, 'tokenizer'), join(root, 'tokenizer_2')];
-  for (const [i, dir] of tokenizerDirs.entries())
-    for (const f of ['vocab.json', 'merges.txt'])
-      if (!(await isFile(join(dir, f)))) missing.push(`${i === 0 ? 'tokenizer' : 'tokenizer_2'}/${f}`);
-  // Weights: with a single file they come from it; otherwise each model folder must hold some.
-  if (!singleFile)
-    for (const c of MODEL_COMPONENTS) {
-      const entries = await readdir(join(root, c)).catch(() => [] as string[]);
-      if (!entries.some((f) => WEIGHT_FILE.test(f))) missing.push(`${c}/ weights (*.safetensors)`);
-    }
-  if (missing.length)
-    throw new PipelineLayoutError(
-      `${root} is not a complete SDXL diffusers folder: missing ${missing.join(', ')}.\nExpected: ${EXPECTED_LAYOUT}`,
-    );
+  // With a single file the weights come from it; otherwise each model folder must hold some.
+  const checked = await checkLayout(dirSource(root), { weights: !singleFile });
   const weights = Object.fromEntries(MODEL_COMPONENTS.map((c) => [c, singleFile ?? join(root, c)])) as Record<ModelComponent, string>;
-  return { configRoot: root, weights, singleFile, configs, schedulerConfig: schedulerConfig!, tokenizerDirs, modelIndex: modelIndex ?? {} };
+  const tokenizerDirs = TOKENIZER_DIRS.map((d) => join(root, d)) as [string, string];
+  return { configRoot: root, weights, singleFile, configs: checked.configs, schedulerConfig: checked.schedulerConfig, tokenizerDirs, modelIndex: checked.modelIndex };
 }

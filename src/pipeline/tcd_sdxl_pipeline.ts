@@ -3,6 +3,7 @@
 //
 //   const pipe = await TcdSdxlPipeline.fromPretrained(gpu, 'sdxl-base/', { loras: [{ path: 'tcd.safetensors' }] });
 //   const { images, timings } = await pipe.generate({ prompt: 'a photo of a cat', seed: 7 });   // 4 steps, γ 0.3
+//   // browsers: TcdSdxlPipeline.fromSources(gpu, await fetchSource('/models/sdxl/'))  (or fileListSource(input.files))
 //
 // Prompt encoding with both CLIP encoders (CFG negatives: zeros under force_zeros_for_empty_prompt), micro-conditioning
 // add_time_ids = [h, w, 0, 0, h, w], initial latents N(0, 1)·init_noise_sigma of [B, 4, h/8, w/8] from the counter-based
@@ -10,9 +11,10 @@
 // Randomness: image b uses seed + b; its initial latents are stream 0 and the noise of step i stream i + 1, so an image
 // of a batch equals the single-image run with its seed, and every run is reproducible.
 import type { Gpu } from '../../runtime/device.js';
-import { fileSource } from '../io/byte_source.js';
-import { openCheckpoint } from '../io/checkpoint.js';
+import { type ByteSource, fileSource } from '../io/byte_source.js';
+import { type Checkpoint, openCheckpoint } from '../io/checkpoint.js';
 import { type LoraSet, parseLora } from '../io/lora_format.js';
+import { type ModelSource, openSourceCheckpoint, sourcePath } from '../io/model_source.js';
 import { scale as scaleTensor } from '../kernels/elementwise.js';
 import { randomNormal } from '../kernels/random.js';
 import { concat } from '../kernels/resample.js';
@@ -30,7 +32,7 @@ import { type RgbImage, toImage } from '../vae/image.js';
 import { type Conditioning, denoise, usesGuidance } from './denoise.js';
 import { PipelineError } from './errors.js';
 import { stackLoras } from './lora_stack.js';
-import { MODEL_COMPONENTS, type ModelComponent, resolveLayout } from './model_folder.js';
+import { MODEL_COMPONENTS, type ModelComponent, TOKENIZER_DIRS, checkLayout, readTokenizerFiles, resolveLayout } from './model_folder.js';
 import { type SchedulerName, SCHEDULER_NAMES, defaultEta, isSchedulerName, makeScheduler, setSchedule } from './scheduler_choice.js';
 
 export type Stage = 'load' | 'text' | 'denoise' | 'decode';
@@ -52,15 +54,46 @@ export interface LoraSpec {
   scale?: number;
 }
 
-export interface PretrainedOptions {
+interface LoadOptions {
   /** 'fp16' loads *.fp16.safetensors (converted to f32); default: the plain file, else whatever is there. */
   variant?: 'fp16' | 'default';
+  scheduler?: SchedulerName;
+  onProgress?: ProgressFn;
+}
+
+export interface PretrainedOptions extends LoadOptions {
   /** UNet LoRAs, applied unfused (several are stacked exactly, see lora_stack.ts). */
   loras?: readonly LoraSpec[];
-  scheduler?: SchedulerName;
   /** With a single .safetensors checkpoint: the diffusers folder that supplies configs and tokenizers. */
   configFolder?: string;
-  onProgress?: ProgressFn;
+}
+
+export interface SourceLoraSpec {
+  /** The LoRA file (blobSource of a File, urlSource, bytesSource); closed once parsed. */
+  source: ByteSource;
+  /** Multiplier of the file's alpha / rank scale; default 1. */
+  scale?: number;
+}
+
+export interface SourceOptions extends LoadOptions {
+  /** UNet LoRAs, applied unfused. */
+  loras?: readonly SourceLoraSpec[];
+}
+
+interface LoraToLoad {
+  name: string;
+  scale?: number;
+  open(): Promise<ByteSource>;
+}
+
+/** What the loader needs, whatever the host: checked configs, tokenizers, each model's weights, the LoRAs. */
+interface LoadPlan {
+  configs: Record<ModelComponent, Record<string, unknown>>;
+  schedulerConfig: Record<string, unknown>;
+  modelIndex: Record<string, unknown>;
+  tokenizers(): Promise<[ClipTokenizer, ClipTokenizer]>;
+  open(component: ModelComponent): Promise<Checkpoint>;
+  loras: readonly LoraToLoad[];
 }
 
 export interface PipelineParts {
@@ -179,34 +212,64 @@ export class TcdSdxlPipeline {
    */
   static async fromPretrained(gpu: Gpu, path: string, opts: PretrainedOptions = {}): Promise<TcdSdxlPipeline> {
     const t0 = performance.now();
-    const scheduler = opts.scheduler ?? 'tcd';
-    checkSchedulerName(scheduler);
+    checkSchedulerName(opts.scheduler ?? 'tcd');
     const layout = await resolveLayout(path, { configFolder: opts.configFolder });
-    const loras = opts.loras ?? [];
+    return TcdSdxlPipeline.load(gpu, t0, opts, {
+      ...layout,
+      tokenizers: async () => [await ClipTokenizer.fromFolder(layout.tokenizerDirs[0]), await ClipTokenizer.fromFolder(layout.tokenizerDirs[1])],
+      open: (c) => openCheckpoint(layout.weights[c], { component: c, variant: opts.variant }),
+      loras: (opts.loras ?? []).map((l) => ({
+        name: l.path,
+        scale: l.scale,
+        open: () =>
+          fileSource(l.path).catch((e: NodeJS.ErrnoException) => {
+            throw new PipelineError(e.code === 'ENOENT' ? `LoRA ${l.path}: no such file` : `LoRA ${l.path}: ${e.message}`);
+          }),
+      })),
+    });
+  }
+
+  /**
+   * Any host: loads a diffusers SDXL folder given as a ModelSource (src/io/model_source.ts: dirSource in Node,
+   * fetchSource from a web server, fileListSource for files picked in a browser). Same checks as fromPretrained.
+   */
+  static async fromSources(gpu: Gpu, source: ModelSource, opts: SourceOptions = {}): Promise<TcdSdxlPipeline> {
+    const t0 = performance.now();
+    checkSchedulerName(opts.scheduler ?? 'tcd');
+    const layout = await checkLayout(source, { variant: opts.variant });
+    const tokenizer = async (dir: string) => new ClipTokenizer(await readTokenizerFiles(source, dir), { name: sourcePath(source, dir) });
+    return TcdSdxlPipeline.load(gpu, t0, opts, {
+      ...layout,
+      tokenizers: async () => [await tokenizer(TOKENIZER_DIRS[0]), await tokenizer(TOKENIZER_DIRS[1])],
+      open: (c) => openSourceCheckpoint(source, c, { component: c, variant: opts.variant }),
+      loras: (opts.loras ?? []).map((l) => ({ name: l.source.name, scale: l.scale, open: async () => l.source })),
+    });
+  }
+
+  /** Builds the models from a checked layout: tokenizers, configs → LoRAs checked → weights, each step reported. */
+  private static async load(gpu: Gpu, t0: number, opts: LoadOptions, plan: LoadPlan): Promise<TcdSdxlPipeline> {
+    const scheduler = opts.scheduler ?? 'tcd';
+    const loras = plan.loras;
     for (const l of loras)
-      if (l.scale !== undefined && !Number.isFinite(l.scale)) throw new PipelineError(`LoRA ${l.path}: scale must be a finite number, got ${l.scale}`);
+      if (l.scale !== undefined && !Number.isFinite(l.scale)) throw new PipelineError(`LoRA ${l.name}: scale must be a finite number, got ${l.scale}`);
     const total = 2 + MODEL_COMPONENTS.length + loras.length;
     let done = 0;
     const progress = (detail: string) => opts.onProgress?.({ stage: 'load', done: ++done, total, detail });
 
-    const tokenizers = [
-      await ClipTokenizer.fromFolder(layout.tokenizerDirs[0]),
-      await ClipTokenizer.fromFolder(layout.tokenizerDirs[1]),
-    ] as [ClipTokenizer, ClipTokenizer];
+    const tokenizers = await plan.tokenizers();
     progress('tokenizers');
     // Model shapes come from the configs alone: LoRAs are parsed and checked against them before any weights load.
-    const unet = new UNet2DConditionModel(gpu, layout.configs.unet as UNetConfigJson);
-    const vae = new AutoencoderKL(gpu, layout.configs.vae as VaeConfigJson, { parts: 'decoder' });
+    const unet = new UNet2DConditionModel(gpu, plan.configs.unet as UNetConfigJson);
+    const vae = new AutoencoderKL(gpu, plan.configs.vae as VaeConfigJson, { parts: 'decoder' });
     const loraSets: { set: LoraSet; weight: number }[] = [];
     for (const l of loras) {
-      loraSets.push({ set: await readLora(l.path, unet), weight: l.scale ?? 1 });
-      progress(`LoRA ${l.path}`);
+      loraSets.push({ set: await readLora(l, unet), weight: l.scale ?? 1 });
+      progress(`LoRA ${l.name}`);
     }
     const owned: { dispose(): void }[] = [unet, vae];
     try {
-      const open = (c: ModelComponent) => openCheckpoint(layout.weights[c], { component: c, variant: opts.variant });
-      const loadInto = async (c: ModelComponent, load: (src: Awaited<ReturnType<typeof open>>) => Promise<unknown>) => {
-        const ckpt = await open(c);
+      const loadInto = async (c: ModelComponent, load: (src: Checkpoint) => Promise<unknown>) => {
+        const ckpt = await plan.open(c);
         try {
           await load(ckpt);
         } finally {
@@ -216,11 +279,11 @@ export class TcdSdxlPipeline {
       };
       const encoders: ClipTextModel[] = [];
       await loadInto('text_encoder', async (src) => {
-        encoders.push(await ClipTextModel.load(gpu, layout.configs.text_encoder as ClipTextConfigJson, src, { withProjection: false }));
+        encoders.push(await ClipTextModel.load(gpu, plan.configs.text_encoder as ClipTextConfigJson, src, { withProjection: false }));
         owned.push(encoders[0]);
       });
       await loadInto('text_encoder_2', async (src) => {
-        encoders.push(await ClipTextModel.load(gpu, layout.configs.text_encoder_2 as ClipTextConfigJson, src, { withProjection: true }));
+        encoders.push(await ClipTextModel.load(gpu, plan.configs.text_encoder_2 as ClipTextConfigJson, src, { withProjection: true }));
         owned.push(encoders[1]);
       });
       await loadInto('unet', (src) => unet.loadWeights(src));
@@ -231,9 +294,9 @@ export class TcdSdxlPipeline {
         vae,
         textEncoders: encoders as [ClipTextModel, ClipTextModel],
         tokenizers,
-        schedulerConfig: layout.schedulerConfig,
+        schedulerConfig: plan.schedulerConfig,
         scheduler,
-        forceZerosForEmptyPrompt: layout.modelIndex.force_zeros_for_empty_prompt !== false,
+        forceZerosForEmptyPrompt: plan.modelIndex.force_zeros_for_empty_prompt !== false,
       });
       progress('ready');
       await gpu.sync();
@@ -455,11 +518,9 @@ function checkFit(unet: UNet2DConditionModel, vae: AutoencoderKL, enc: readonly 
   if (problems.length) throw new PipelineError(`the pipeline's models do not fit together:\n  ${problems.join('\n  ')}`);
 }
 
-/** Parses a UNet LoRA file against the model's layers; a missing file is named plainly. */
-async function readLora(path: string, unet: UNet2DConditionModel): Promise<LoraSet> {
-  const src = await fileSource(path).catch((e: NodeJS.ErrnoException) => {
-    throw new PipelineError(e.code === 'ENOENT' ? `LoRA ${path}: no such file` : `LoRA ${path}: ${e.message}`);
-  });
+/** Parses a UNet LoRA against the model's layers (its source is closed after). */
+async function readLora(l: LoraToLoad, unet: UNet2DConditionModel): Promise<LoraSet> {
+  const src = await l.open();
   try {
     return await parseLora(src, { component: 'unet', modules: unet.loraModules() });
   } finally {
