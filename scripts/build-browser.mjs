@@ -3,7 +3,9 @@
 //   dist/web/demo.js             the demo page's script (web/demo.ts)
 //   dist/browser-test/*.js       the kernel test files + the in-page harness (test/browser/), for npm run test:browser
 // Node-only code stays out of the browser path: runtime/host_node.ts (dawn.node) and the `webgpu` package become
-// stubs that throw, and node:* modules become stubs whose functions throw "… is not available in browsers".
+// stubs that throw, and node:* modules become stubs whose functions throw "… is not available in browsers". Node
+// modules may only be reached by `await import()` inside Node-only functions (fileSource, dirSource, …): the library
+// and demo builds fail on a static import of one, and on any real node:* / webgpu import left in the output.
 //   node scripts/build-browser.mjs [--lib] [--demo] [--tests]      (no flag: all three)
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
@@ -102,13 +104,30 @@ function assertBrowserClean(files) {
   if (bad.length) throw new Error(`browser bundle reaches Node-only modules:\n  ${bad.join('\n  ')}`);
 }
 
+/**
+ * Fails when a module of the browser build imports a Node built-in or dawn.node statically: such a module would be
+ * Node-only at load, not just in the functions that need the file system.
+ */
+export function assertNoStaticNodeImports(metafile, what) {
+  const bad = [];
+  for (const [file, input] of Object.entries(metafile.inputs))
+    for (const im of input.imports)
+      if (/^(node-stub|dawn-stub):/.test(im.path) && im.kind !== 'dynamic-import') bad.push(`${file}: ${im.kind} '${im.original ?? im.path}'`);
+  if (bad.length)
+    throw new Error(
+      `${what}: Node-only modules imported statically (move them into \`await import()\` inside the Node-only function, ` +
+        `or keep the file out of the browser build):\n  ${bad.join('\n  ')}`,
+    );
+}
+
 function genWgsl() {
   execFileSync(process.execPath, [join(root, 'scripts/gen-wgsl.mjs')], { stdio: 'inherit' });
 }
 
 export async function buildLibrary() {
   const outfile = join(root, 'dist/browser/index.js');
-  await build({ ...common, entryPoints: [join(root, 'src/index.ts')], outfile, plugins: [nodeStubPlugin()] });
+  const r = await build({ ...common, entryPoints: [join(root, 'src/index.ts')], outfile, plugins: [nodeStubPlugin()], metafile: true });
+  assertNoStaticNodeImports(r.metafile, 'dist/browser/index.js');
   assertBrowserClean([outfile]);
   return outfile;
 }
@@ -117,6 +136,7 @@ export async function buildDemo() {
   const outdir = join(root, 'dist/web');
   const r = await build({ ...common, entryPoints: [join(root, 'web/demo.ts')], outdir, plugins: [nodeStubPlugin()], metafile: true });
   const outs = Object.keys(r.metafile.outputs).map((f) => join(root, f));
+  assertNoStaticNodeImports(r.metafile, 'dist/web/demo.js');
   assertBrowserClean(outs);
   return outdir;
 }
@@ -200,5 +220,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.exit(2);
   }
   const all = args.length === 0;
-  await buildAll({ lib: all || args.includes('--lib'), demo: all || args.includes('--demo'), tests: all || args.includes('--tests') });
+  await buildAll({ lib: all || args.includes('--lib'), demo: all || args.includes('--demo'), tests: all || args.includes('--tests') }).catch((e) => {
+    console.error(`build:browser failed: ${e instanceof Error ? e.message : e}`);
+    process.exit(1);
+  });
 }

@@ -1,10 +1,12 @@
 // The demo page (web/index.html, served by `npm run serve`): adapter info, features and limits; selected kernels vs
-// their float64 CPU references (max error, time); the tiny-model TCD sampler with γ and step sliders. Bundled from
-// the sources (scripts/build-browser.mjs); the published entry is checked by the browser test's consumer page.
-// ?autorun=sampler | kernels | all runs panels on load (the browser test uses it); body[data-*] reports state.
-import { Gpu, GpuError } from '../src/index.js';
+// their float64 CPU references (max error, time); the SDXL TCD pipeline (prompt, steps, γ, seed) on a model folder
+// from this server or picked from disk, drawing the decoded image. Bundled from the sources
+// (scripts/build-browser.mjs); the published entry is checked by the browser test's consumer page.
+// ?autorun=sampler | kernels | all runs panels on load (the browser test uses it); ?prompt=…&steps=…&eta=…&seed=…
+// &size=… preset the sampler; body[data-*] reports state.
+import { Gpu, GpuError, type ProgressFn, type Stage } from '../src/index.js';
 import { KERNEL_CASES, runCase } from './kernel_cases.js';
-import { type TinyModel, drawLatents, loadFromFiles, loadFromServer, sampleTcd } from './sampler.js';
+import { type LoadedModel, type SampleOptions, drawImage, loadFromFiles, loadFromServer, sample } from './sampler.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
 const el = (tag: string, text = '', cls = '') => {
@@ -18,7 +20,8 @@ const errText = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` 
 
 /** Parity bound for the table's ✓ (max|got − want| / max|want|, float32 kernels vs float64 references). */
 const REL_TOL = 1e-4;
-const TINY_MODEL_URL = '/test/fixtures/tiny_unet/';
+/** The tiny SDXL-shaped folder web/server.mjs generates and serves. */
+const TINY_MODEL_URL = '/out/tiny-sdxl/';
 
 function unavailable(reason: string): void {
   document.body.dataset.webgpu = 'unavailable';
@@ -113,25 +116,52 @@ async function runKernels(gpu: Gpu, rows: HTMLTableRowElement[]): Promise<boolea
   return allOk;
 }
 
+/** Sampler presets from the URL (?prompt=…&steps=2&eta=0.3&seed=5&size=64), so a run can be linked. */
+function applyUrlPresets(params: URLSearchParams): void {
+  for (const id of ['prompt', 'steps', 'eta', 'seed', 'size']) {
+    const v = params.get(id);
+    if (v !== null) $<HTMLInputElement>(`#${id}`).value = v;
+  }
+}
+
 function samplerUi(gpu: Gpu) {
-  let model: TinyModel | undefined;
+  let model: LoadedModel | undefined;
   let busy = false;
   const status = $('#sampler-status');
   const say = (s: string) => (status.textContent = s);
+  const prompt = $<HTMLInputElement>('#prompt');
   const steps = $<HTMLInputElement>('#steps');
   const eta = $<HTMLInputElement>('#eta');
   const seed = $<HTMLInputElement>('#seed');
+  const size = $<HTMLSelectElement>('#size');
+  const bar = $<HTMLProgressElement>('#sample-progress');
+  const stage = $('#sample-stage');
   const sync = () => {
     $('#steps-out').textContent = steps.value;
     $('#eta-out').textContent = Number(eta.value).toFixed(2);
   };
   steps.oninput = eta.oninput = sync;
   sync();
+  const STAGE_NAMES: Record<Stage, string> = { load: 'loading', text: 'text encoders', denoise: 'denoising', decode: 'VAE decode' };
+  const onProgress: ProgressFn = (e) => {
+    bar.max = Math.max(1, e.total);
+    bar.value = e.done;
+    stage.textContent = `${STAGE_NAMES[e.stage]} ${e.done}/${e.total}${e.detail ? ` (${e.detail})` : ''}`;
+  };
+  const showTimings = (rows: [string, number][]) => {
+    const body = $('#timing-rows');
+    body.replaceChildren();
+    for (const [k, ms] of rows) {
+      const tr = el('tr');
+      tr.append(el('td', k), el('td', fmtMs(ms), 'num'));
+      body.append(tr);
+    }
+  };
 
-  const setModel = (m: TinyModel) => {
-    model?.unet.dispose();
+  const setModel = (m: LoadedModel) => {
+    model?.pipe.dispose();
     model = m;
-    $('#model-name').textContent = `${m.name}: ${m.params.toLocaleString('en-US')} parameters, latent ${JSON.stringify(m.latentShape)}, conditioning: ${m.cond.source}`;
+    $('#model-name').textContent = `${m.name}: ${m.params.toLocaleString('en-US')} parameters, loaded in ${fmtMs(m.pipe.loadMs)}`;
   };
   const guarded = async (what: () => Promise<void>) => {
     if (busy) return;
@@ -149,37 +179,31 @@ function samplerUi(gpu: Gpu) {
   };
   const loadServer = async () => {
     say(`loading ${TINY_MODEL_URL} …`);
-    const t0 = performance.now();
-    setModel(await loadFromServer(gpu, TINY_MODEL_URL));
-    say(`loaded in ${fmtMs(performance.now() - t0)}`);
+    setModel(await loadFromServer(gpu, TINY_MODEL_URL, onProgress));
+    say(`loaded ${model!.name}`);
   };
   const generate = async () => {
     if (!model) await loadServer();
     const m = model!;
-    const strip = $('#steps-strip');
-    strip.replaceChildren();
-    const n = Number(steps.value);
-    const g = Number(eta.value);
-    say(`sampling: ${n} TCD steps, γ = ${g.toFixed(2)}, seed ${seed.value} …`);
-    const r = await sampleTcd(gpu, m, {
-      steps: n,
-      eta: g,
-      seed: Number(seed.value) | 0,
-      onStep: (s) => {
-        const fig = el('figure');
-        const c = document.createElement('canvas');
-        c.width = c.height = 64;
-        drawLatents(c, s.denoised, m.latentShape);
-        fig.append(c, el('figcaption', `t=${s.timestep} x̂_s · ${fmtMs(s.ms)}`));
-        strip.append(fig);
-        say(`step ${s.index + 1}/${n} (t = ${s.timestep}) ${fmtMs(s.ms)}`);
-      },
-    });
-    drawLatents($<HTMLCanvasElement>('#sample-canvas'), r.latents, r.shape);
-    document.body.dataset.samplerMode = 'TCD loop (web/sampler.ts: UNet + TCDScheduler)';
+    const o: SampleOptions = { prompt: prompt.value, steps: Number(steps.value), eta: Number(eta.value), seed: Number(seed.value), size: Number(size.value) };
+    say(`sampling "${o.prompt}": ${o.steps} TCD steps, γ = ${o.eta.toFixed(2)}, seed ${o.seed}, ${o.size}×${o.size} …`);
+    const r = await sample(m, o, onProgress);
+    const img = r.images[0];
+    drawImage($<HTMLCanvasElement>('#sample-canvas'), img);
+    const t = r.timings;
+    showTimings([
+      ['load (once per model)', m.pipe.loadMs],
+      ['text encoders', t.textEncodeMs],
+      ...t.stepMs.map((ms, i): [string, number] => [`step ${i + 1} (t=${r.timesteps[i]})`, ms]),
+      ['VAE decode', t.decodeMs],
+      ['generate total', t.totalMs],
+    ]);
+    // For the browser test: the pipeline's own pixels and settings next to the canvas.
+    (window as unknown as { __tcdSample: unknown }).__tcdSample = { ...o, width: img.width, height: img.height, channels: img.channels, data: Array.from(img.data), timesteps: r.timesteps, timings: t };
+    document.body.dataset.samplerMode = 'TcdSdxlPipeline (text encoders + UNet/TCD + VAE)';
     say(
-      `${n} TCD steps, γ = ${g.toFixed(2)}, timesteps [${r.timesteps.join(', ')}]: ${fmtMs(r.totalMs)} ` +
-        `(first step includes pipeline compilation). Latent channels 0–2 shown as RGB (no VAE in this demo).`,
+      `${m.name}: "${o.prompt}", ${r.scheduler} ${r.timesteps.length} steps [${r.timesteps.join(', ')}], γ = ${r.eta.toFixed(2)}, seed ${o.seed}, ` +
+        `${img.width}×${img.height} in ${fmtMs(t.totalMs)} (the first run includes pipeline compilation).\n${gpu.describe()}`,
     );
   };
   $('#load-server').onclick = () => guarded(loadServer);
@@ -187,11 +211,11 @@ function samplerUi(gpu: Gpu) {
     guarded(async () => {
       const files = (ev.target as HTMLInputElement).files;
       if (!files?.length) return;
-      say('loading the chosen files …');
-      setModel(await loadFromFiles(gpu, files));
-      say('loaded; press Generate');
+      say(`loading the picked folder (${files.length} files) …`);
+      setModel(await loadFromFiles(gpu, files, onProgress));
+      say(`loaded ${model!.name}; press Sample`);
     });
-  $('#generate').onclick = () => guarded(generate);
+  $('#sample').onclick = () => guarded(generate);
   return { generate: () => guarded(generate) };
 }
 
@@ -210,8 +234,10 @@ async function main(): Promise<void> {
     await runKernels(gpu, rows);
     b.disabled = false;
   };
+  const params = new URLSearchParams(location.search);
+  applyUrlPresets(params);
   const sampler = samplerUi(gpu);
-  const auto = new URLSearchParams(location.search).get('autorun');
+  const auto = params.get('autorun');
   if (auto === 'kernels' || auto === 'all') await runKernels(gpu, rows);
   if (auto === 'sampler' || auto === 'all') await sampler.generate();
 }

@@ -12,16 +12,3 @@ export function seededUniform(n: number, seed = 1, lo = -1, hi = 1): Float32Arra
   }
   return out;
 }
-
-/** Standard normal draws (Box–Muller on seeded uniforms). */
-export function seededNormal(n: number, seed = 1): Float32Array {
-  const u = seededUniform(2 * Math.ceil(n / 2), seed, 0, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(Math.max(u[i], 1e-12)));
-    const a = 2 * Math.PI * u[i + 1];
-    out[i] = r * Math.cos(a);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
-  }
-  return out;
-}

@@ -2,18 +2,23 @@
 // Chromium's SwiftShader adapter on a GPU-less machine; see /work/shared/spec/browser.md):
 //   1. builds dist/browser, dist/web and dist/browser-test (scripts/build-browser.mjs);
 //   2. serves them on 127.0.0.1 (web/server.mjs) and runs the test files in one page through playwright-core;
-//   3. the demo page: runs the tiny-model sampler panel and writes a screenshot; loads it again in a Chromium without
+//   3. the demo page: its kernel table, then the SDXL TCD pipeline on the tiny folder out/tiny-sdxl (generated when
+//      absent) through the page's controls; the canvas must match the Node CLI's PNG for the same prompt / seed / steps
+//      / γ (computed alongside, on dawn.node); writes a screenshot; loads the page again in a Chromium without
 //      --enable-unsafe-webgpu and asserts the "no WebGPU" message;
 //   4. writes out/browser-test/results.json + results.html; exits 1 on any failure.
 // Options: --grep <regex> (tests whose "file > name" matches), --files a,b (test files), --no-build, --no-demo,
 // --full (the slow golden-gradient tests too), --verbose (every test's console output), --out <dir>. Env: CHROMIUM_PATH (default /usr/bin/chromium),
 // TCD_BROWSER_EXPECT_ADAPTER (regex the page's adapter must match, e.g. swiftshader).
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
+import pngjs from 'pngjs';
 import { BROWSER_TEST_FILES, buildAll, root } from '../../scripts/build-browser.mjs';
-import { startServer } from '../../web/server.mjs';
+import { TINY_SDXL_DIR, ensureTinySdxl, startServer } from '../../web/server.mjs';
 import { BROWSER_SKIPS, BROWSER_SLOW } from './skips.mjs';
 import { writeResultsHtml } from './report.mjs';
 
@@ -21,7 +26,7 @@ const HELP = `usage: npm run test:browser -- [options]
   --grep <regex>   only tests whose "file > describe > test" matches
   --files a,b      only these test files (default: ${BROWSER_TEST_FILES.join(', ')})
   --no-build       use the existing dist/ bundles
-  --no-demo        skip the demo-page checks (screenshot, no-WebGPU message)
+  --no-demo        skip the demo-page checks (kernel table, SDXL sample vs Node, screenshot, no-WebGPU message)
   --full           also the slow tests (golden LoRA gradients, checkpointing: minutes on SwiftShader); env TCD_BROWSER_FULL=1
   --verbose        print every test's console output (default: failures and the golden test only)
   --out <dir>      results folder (default out/browser-test)
@@ -59,6 +64,8 @@ function parseArgs(argv) {
 }
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const { PNG } = pngjs;
+const execFileP = promisify(execFile);
 
 async function launch(args) {
   if (!existsSync(CHROMIUM))
@@ -112,54 +119,162 @@ async function runTests(browser, base, o, log, state) {
   return state;
 }
 
-/** The demo page after its kernel table and a tiny-model run: adapter shown, kernels within tolerance, image drawn. */
-async function demoCheck(browser, base, outDir, log) {
+/**
+ * The demo page's sampler settings for the check (kept small: the run must fit the CI budget on a 2-core machine).
+ * The same settings go to the Node CLI for the reference image.
+ */
+export const DEMO_SAMPLE = { prompt: 'a red fox in the snow', steps: 2, eta: 0.3, seed: 5, size: 64 };
+
+/**
+ * Browser vs Node parity of the decoded 8-bit image. Both run the same f32 kernels on different software Vulkan
+ * implementations (SwiftShader in Chromium, lavapipe under dawn.node), so results differ by float rounding, which can
+ * move a value across an 8-bit rounding boundary: at most 2 levels per channel, and 1 in 20 values, may differ
+ * (measured: 1 level, 0.4% of values).
+ */
+export const PARITY = { maxAbs: 2, maxDifferingFraction: 0.05 };
+
+/** The same prompt/seed/steps/γ through the Node pipeline (bin/tcd.mjs → out/…/node-reference.png) on dawn.node. */
+async function nodeReference(outDir) {
+  const png = join(outDir, 'node-reference.png');
+  const s = DEMO_SAMPLE;
+  const args = ['sample', '--model', TINY_SDXL_DIR, '--prompt', s.prompt, '--steps', s.steps, '--eta', s.eta, '--seed', s.seed, '--width', s.size, '--height', s.size, '--out', png];
+  const t0 = Date.now();
+  const { stdout, stderr } = await execFileP(process.execPath, [join(root, 'bin/tcd.mjs'), ...args.map(String)], {
+    cwd: root,
+    env: { ...process.env, GALLIVM_PERF: process.env.GALLIVM_PERF ?? 'nopt' },
+    maxBuffer: 16 * 2 ** 20,
+  });
+  const img = PNG.sync.read(readFileSync(png));
+  const device = /^device: (.*)$/m.exec(stderr)?.[1] ?? 'unknown device';
+  return { png, width: img.width, height: img.height, rgba: new Uint8Array(img.data), device, ms: Date.now() - t0, summary: stdout.trim() };
+}
+
+/** Per-channel RGB differences of two RGBA images. */
+function compareRgba(a, b) {
+  let maxAbs = 0;
+  let sum = 0;
+  let differing = 0;
+  let n = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (i % 4 === 3) continue;
+    const d = Math.abs(a[i] - b[i]);
+    maxAbs = Math.max(maxAbs, d);
+    sum += d;
+    if (d) differing++;
+    n++;
+  }
+  return { maxAbs, meanAbs: sum / n, differingFraction: differing / n, values: n };
+}
+
+/**
+ * The demo page: the kernel table, then the sampler run through its controls (prompt, sliders, seed, Sample) on the
+ * tiny SDXL folder this server serves; the canvas must hold a non-constant image equal (PARITY) to the Node pipeline's
+ * PNG for the same settings. Writes the screenshot.
+ */
+async function demoCheck(browser, base, outDir, reference, log) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
   const consoleErrors = [];
   page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   const t0 = Date.now();
-  await page.goto(`${base}/web/index.html?autorun=all`);
+  await page.goto(`${base}/web/index.html?autorun=kernels`);
+  await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.kernels ?? ''), null, { timeout: 300_000 });
+  const s = DEMO_SAMPLE;
+  await page.fill('#prompt', s.prompt);
+  await page.fill('#seed', String(s.seed));
+  await page.selectOption('#size', String(s.size));
+  for (const [id, v] of [['#steps', s.steps], ['#eta', s.eta]])
+    await page.$eval(id, (e, v) => {
+      e.value = String(v);
+      e.dispatchEvent(new Event('input', { bubbles: true }));
+    }, v);
+  const tSample = Date.now();
+  await page.click('#sample');
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.sampler ?? ''), null, { timeout: 300_000 });
-  const info = await page.evaluate(() => ({
-    sampler: document.body.dataset.sampler,
-    kernels: document.body.dataset.kernels,
-    kernelRows: [...document.querySelectorAll('#kernel-rows tr')].map((tr) => [...tr.cells].map((c) => c.textContent).join(' | ')),
-    samplerText: document.querySelector('#sampler-status')?.textContent ?? '',
-    adapterText: document.querySelector('#adapter')?.textContent ?? '',
-    mode: document.body.dataset.samplerMode ?? '',
-    // Pixel statistics of the drawn image: a blank / flat canvas is a failure.
-    pixels: (() => {
-      const c = document.querySelector('#sample-canvas');
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-      let min = 255, max = 0;
-      const colors = new Set();
-      for (let i = 0; i < d.length; i += 4) {
-        const v = d[i] + d[i + 1] + d[i + 2];
-        min = Math.min(min, v / 3);
-        max = Math.max(max, v / 3);
-        if (colors.size < 1000) colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-      }
-      return { min, max, distinctColors: colors.size };
-    })(),
-  }));
+  const sampleMs = Date.now() - tSample;
+  const info = await page.evaluate(() => {
+    const c = document.querySelector('#sample-canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const raw = window.__tcdSample;
+    // The canvas must hold exactly the pipeline's pixels (RGB, opaque).
+    let canvasMismatch = raw ? 0 : -1;
+    if (raw) for (let i = 0; i < raw.width * raw.height; i++) for (let ch = 0; ch < 3; ch++) if (d[4 * i + ch] !== raw.data[raw.channels * i + ch]) canvasMismatch++;
+    const colors = new Set();
+    let min = 255, max = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      for (let ch = 0; ch < 3; ch++) (min = Math.min(min, d[i + ch])), (max = Math.max(max, d[i + ch]));
+    }
+    return {
+      sampler: document.body.dataset.sampler,
+      kernels: document.body.dataset.kernels,
+      kernelRows: [...document.querySelectorAll('#kernel-rows tr')].map((tr) => [...tr.cells].map((c) => c.textContent).join(' | ')),
+      samplerText: document.querySelector('#sampler-status')?.textContent ?? '',
+      timingRows: [...document.querySelectorAll('#timing-rows tr')].map((tr) => [...tr.cells].map((c) => c.textContent).join(' ')),
+      adapterText: document.querySelector('#adapter')?.textContent ?? '',
+      mode: document.body.dataset.samplerMode ?? '',
+      settings: raw ? { prompt: raw.prompt, steps: raw.steps, eta: raw.eta, seed: raw.seed, size: raw.size, timesteps: raw.timesteps } : undefined,
+      canvas: { width: c.width, height: c.height, rgba: Array.from(d) },
+      canvasMismatch,
+      pixels: { min, max, distinctColors: colors.size },
+    };
+  });
   await page.locator('#sampler').scrollIntoViewIfNeeded();
   const png = join(outDir, 'demo.png');
   await page.screenshot({ path: `${png}.tmp.png`, fullPage: true });
   renameSync(`${png}.tmp.png`, png);
+  // The other way in: the same folder picked with the <input webkitdirectory> (fileListSource over real Files).
+  let picked = { state: 'not run' };
+  if (info.sampler === 'done') {
+    await page.setInputFiles('#model-files', TINY_SDXL_DIR);
+    await page.waitForFunction(
+      () => document.body.dataset.sampler === 'error' || (document.body.dataset.sampler === 'done' && /^tiny-sdxl: /.test(document.querySelector('#model-name')?.textContent ?? '')),
+      null,
+      { timeout: 120_000 },
+    );
+    picked = await page.evaluate(() => ({ state: document.body.dataset.sampler, model: document.querySelector('#model-name')?.textContent ?? '', status: document.querySelector('#sampler-status')?.textContent ?? '' }));
+  }
   await page.close();
+
   const problems = [];
   if (info.kernels !== 'done') problems.push(`kernel table ended in '${info.kernels}':\n${info.kernelRows.join('\n')}`);
-  if (info.sampler !== 'done') problems.push(`sampler panel ended in '${info.sampler}': ${info.samplerText}`);
+  if (info.sampler !== 'done') problems.push(`sampler ended in '${info.sampler}': ${info.samplerText}`);
   if (!/vendor|architecture/i.test(info.adapterText)) problems.push(`adapter info not shown (got '${info.adapterText.slice(0, 200)}')`);
-  if (info.pixels.distinctColors < 16) problems.push(`image looks blank: ${JSON.stringify(info.pixels)}`);
+  const want = { prompt: s.prompt, steps: s.steps, eta: s.eta, seed: s.seed, size: s.size };
+  if (info.sampler === 'done') {
+    const got = info.settings && { prompt: info.settings.prompt, steps: info.settings.steps, eta: info.settings.eta, seed: info.settings.seed, size: info.settings.size };
+    if (JSON.stringify(got) !== JSON.stringify(want)) problems.push(`the page sampled with ${JSON.stringify(got)}, not the controls' ${JSON.stringify(want)}`);
+    if (info.canvas.width !== s.size || info.canvas.height !== s.size) problems.push(`canvas is ${info.canvas.width}×${info.canvas.height}, expected ${s.size}×${s.size}`);
+    if (info.canvasMismatch !== 0) problems.push(`canvas differs from the pipeline's pixels in ${info.canvasMismatch} values`);
+    if (info.pixels.distinctColors < 16 || info.pixels.max - info.pixels.min < 32) problems.push(`image looks blank / flat: ${JSON.stringify(info.pixels)}`);
+  }
+  if (info.sampler === 'done' && (picked.state !== 'done' || !/^tiny-sdxl: [\d,]+ parameters/.test(picked.model)))
+    problems.push(`loading the folder through the file input: ${picked.state}: ${picked.model} ${picked.status}`);
+  let parity;
+  if (reference.error) problems.push(`Node reference run failed: ${reference.error}`);
+  else if (info.sampler === 'done') {
+    const ref = reference.value;
+    if (ref.width !== info.canvas.width || ref.height !== info.canvas.height) problems.push(`Node image is ${ref.width}×${ref.height}, page canvas ${info.canvas.width}×${info.canvas.height}`);
+    else {
+      parity = { ...compareRgba(Uint8Array.from(info.canvas.rgba), ref.rgba), tolerance: PARITY, node: ref.device, nodeMs: ref.ms };
+      if (parity.maxAbs > PARITY.maxAbs || parity.differingFraction > PARITY.maxDifferingFraction)
+        problems.push(`page image vs Node pipeline: max |Δ| ${parity.maxAbs} levels, ${(100 * parity.differingFraction).toFixed(2)}% of values differ ` +
+          `(tolerance ≤ ${PARITY.maxAbs} levels, ≤ ${100 * PARITY.maxDifferingFraction}%)`);
+    }
+  }
   if (consoleErrors.length) problems.push(`page errors: ${consoleErrors.join(' | ')}`);
   const ok = problems.length === 0;
-  log(`  ${ok ? 'ok  ' : 'FAIL'} demo page: ${info.mode || 'sampler'} run, screenshot ${relative(process.cwd(), png)} ${fmtMs(Date.now() - t0)}`);
+  log(`  ${ok ? 'ok  ' : 'FAIL'} demo page: kernels + ${info.mode || 'sampler'} (sampling ${fmtMs(sampleMs)}), screenshot ${relative(process.cwd(), png)} ${fmtMs(Date.now() - t0)}`);
   log(indent(['kernel | shape | max abs err | max rel err | first run | second run | GPU time |', ...info.kernelRows].join('\n')));
   log(indent(info.samplerText));
+  log(indent(info.timingRows.join('\n')));
+  if (parity)
+    log(indent(`vs Node pipeline (${parity.node}, ${fmtMs(parity.nodeMs)}): max |Δ| ${parity.maxAbs} levels, mean |Δ| ${parity.meanAbs.toFixed(4)}, ` +
+      `${(100 * parity.differingFraction).toFixed(2)}% of ${parity.values} values differ (tolerance ≤ ${PARITY.maxAbs} levels, ≤ ${100 * PARITY.maxDifferingFraction}%)`));
+  log(indent(`file input (webkitdirectory): ${picked.model || picked.state}`));
   for (const p of problems) log(indent(p));
-  return { name: 'demo page: tiny-model run + screenshot', ok, screenshot: png, info, problems };
+  const { canvas, ...kept } = info;
+  return { name: 'demo page: SDXL TCD sample vs Node + screenshot', ok, screenshot: png, info: { ...kept, sampleMs, pixels: info.pixels, parity, picked }, problems };
 }
 
 /** Without --enable-unsafe-webgpu there is no adapter: the demo must say so clearly. */
@@ -197,6 +312,12 @@ async function main() {
   const log = (s) => console.log(s);
   if (o.build) await buildAll({ lib: true, demo: o.demo, tests: true });
   mkdirSync(o.out, { recursive: true });
+  // The demo's model and its Node reference image: made while the browser runs the test files.
+  let reference;
+  if (o.demo) {
+    await ensureTinySdxl({ log });
+    reference = nodeReference(o.out).then((value) => ({ value }), (e) => ({ error: (e.stderr || e.message || String(e)).trim() }));
+  }
   const server = await startServer();
   log(`serving ${server.url}/ ; chromium ${CHROMIUM}`);
   const state = { adapter: undefined, fatal: undefined, results: [] };
@@ -214,12 +335,14 @@ async function main() {
     }
     if (o.demo && !state.fatal) {
       log('demo page');
-      checks.push(await guardedCheck('demo page: tiny-model run + screenshot', () => demoCheck(browser, server.url, o.out, log), log));
+      const ref = await reference;
+      checks.push(await guardedCheck('demo page: SDXL TCD sample vs Node + screenshot', () => demoCheck(browser, server.url, o.out, ref, log), log));
       checks.push(await guardedCheck('demo page without WebGPU shows a clear message', () => noWebgpuCheck(server.url, log), log));
     }
   } finally {
     await browser?.close();
     await server.close();
+    await reference; // never leave the Node reference run behind
   }
   const counts = { passed: 0, failed: 0, skipped: 0 };
   for (const t of state.results) counts[t.state]++;
