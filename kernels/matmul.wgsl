@@ -62,7 +62,7 @@ struct Params {
   storePre: u32,
   ldA: u32,      // row length of A stored [M, K] and of B stored [N, K] (pair 1): K, or the full K of a split-K slice
   ldB: u32,
-  biasFirstZ: u32,  // split-K: the bias goes into slice z = 0 only (the slices are summed afterwards)
+  firstZOnly: u32,  // split-K: the bias and the second pair go into slice z = 0 only (the slices are summed afterwards)
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -281,7 +281,7 @@ fn activate(x: vec4f) -> vec4f {
 fn emit(m: u32, n: u32, z: u32, sum: vec4f) {
   if (m >= params.M || n >= params.N) { return; }
   var v = params.alpha * sum;
-  if (HAS_BIAS && (z == 0u || params.biasFirstZ == 0u)) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
+  if (HAS_BIAS && (z == 0u || params.firstZOnly == 0u)) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
   let e = z * params.batchY + m * params.N + n;
   if (params.storePre != 0u) { store4(true, e, n, v); }
   store4(false, e, n, activate(v));
@@ -309,25 +309,39 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   let tx = lid3.x;
   let ty = lid3.y;
 
+  // Pair 1's K tiles, then pair 2's (a split-K slice z > 0 has no second pair: it goes into slice 0 only). Two loops
+  // with a constant pair each, so every load's buffer and layout are known to the compiler (one loop that switched
+  // pairs by a variable made all loads go through a runtime buffer switch). The next tile's loads are issued before
+  // the current tile's compute; the last tile of pair 1 prefetches pair 2's first.
   let nt1 = (params.K + BK - 1u) / BK;
-  let nt = nt1 + select(0u, (params.K2 + BK - 1u) / BK, PAIR2);
-  if (nt > 0u) {
-    let p0 = select(0u, 1u, PAIR2 && nt1 == 0u);  // K = 0: the first tile is the second pair's
-    loadTile(p0, 0u, m0, n0, z, lid);
-    storeTile(p0, 0u, lid);
+  let nt2 = select(0u, (params.K2 + BK - 1u) / BK, PAIR2 && (z == 0u || params.firstZOnly == 0u));
+  if (nt1 > 0u) {
+    loadTile(0u, 0u, m0, n0, z, lid);
+    storeTile(0u, 0u, lid);
+  } else if (nt2 > 0u) {
+    loadTile(1u, 0u, m0, n0, z, lid);
+    storeTile(1u, 0u, lid);
   }
   workgroupBarrier();
-  for (var t = 0u; t < nt; t++) {
-    let more = t + 1u < nt;
-    let pNext = select(0u, 1u, PAIR2 && t + 1u >= nt1);
-    if (more) {
-      loadTile(pNext, select(t + 1u, t + 1u - nt1, pNext == 1u) * BK, m0, n0, z, lid);
-    }
+  for (var t = 0u; t < nt1; t++) {
+    let more1 = t + 1u < nt1;
+    let more2 = !more1 && nt2 > 0u;
+    if (more1) { loadTile(0u, (t + 1u) * BK, m0, n0, z, lid); }
+    if (more2) { loadTile(1u, 0u, m0, n0, z, lid); }
     computeTile(t % 2u, tx, ty);
-    if (more) {
-      storeTile(pNext, (t + 1u) % 2u, lid);
-    }
+    if (more1) { storeTile(0u, (t + 1u) % 2u, lid); }
+    if (more2) { storeTile(1u, (t + 1u) % 2u, lid); }
     workgroupBarrier();
+  }
+  if (PAIR2) {
+    for (var t = 0u; t < nt2; t++) {
+      let g = nt1 + t;  // global tile index: its shared buffer is g % 2
+      let more = t + 1u < nt2;
+      if (more) { loadTile(1u, (t + 1u) * BK, m0, n0, z, lid); }
+      computeTile(g % 2u, tx, ty);
+      if (more) { storeTile(1u, (g + 1u) % 2u, lid); }
+      workgroupBarrier();
+    }
   }
 
   emitRow(0u, m0, n0, tx, ty, z);

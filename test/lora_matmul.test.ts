@@ -55,6 +55,8 @@ describe('loraLinear forward', () => {
   const cases: [string, Dims][] = [
     ['rows [2, 5]', { lead: [2, 5], K: 8, N: 12, r: 4 }],
     ['rows [13]', { lead: [13], K: 16, N: 20, r: 8 }],
+    // K = 1024 into 12 outputs: y and h run split over K (4 slices; bias and the low-rank pair in slice 0 only).
+    ['rows [6], split-K', { lead: [6], K: 1024, N: 12, r: 4 }],
   ];
   for (const [name, d] of cases) {
     it(`${name}: x ${JSON.stringify([...d.lead, d.K])}, rank ${d.r}, matches the reference and the composed primitives`, async () => {

@@ -106,7 +106,7 @@ export const matmulKernel = new Kernel<MatmulVariant>({
     ['storePre', 'u32'],
     ['ldA', 'u32'],
     ['ldB', 'u32'],
-    ['biasFirstZ', 'u32'],
+    ['firstZOnly', 'u32'],
   ],
   constants: (v) => ({
     BM: v.bm,
@@ -189,10 +189,10 @@ const SPLIT_K_MIN_K = 256;
  * rank-r products (h = x·Aᵀ, g = dY·B) reduce over thousands of K into small outputs, which alone make a few dozen
  * workgroups. Slice s of K is operand data at offset s·(K/S) (a K-major operand: whole rows; a K-contiguous one:
  * columns, rows keep their full length), so the slices run as the grid's batch and one sum over them follows.
- * Only for a single GEMM without activation or second pair (alpha is linear and stays; the bias goes into slice 0).
+ * Only for a single GEMM without activation (alpha is linear and stays; the bias and a second pair go into slice 0).
  */
 export function splitKFor(c: GemmCall, tile: MatmulTile): number {
-  if (c.batch !== 1 || c.pair2 || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
+  if (c.batch !== 1 || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
   const tiles = tilesOf(tile, c.M, c.N);
   if (tiles >= SPLIT_K_BELOW_GROUPS) return 1;
   // vec4 access needs slice offsets on vec4 boundaries along K-contiguous rows: keep K/S a multiple of 4.
@@ -250,8 +250,8 @@ export interface GemmCall {
   /** Row length of pair 1's K-contiguous operands (A stored [M, K], B stored [N, K]); default K (split-K slices). */
   readonly ldA?: number;
   readonly ldB?: number;
-  /** Add the bias into batch entry 0 only (split-K partial sums). */
-  readonly biasFirstZ?: boolean;
+  /** Add the bias and the second pair into batch entry 0 only (split-K partial sums). */
+  readonly firstZOnly?: boolean;
 }
 
 const scratch = new WeakMap<Gpu, Tensor>();
@@ -305,8 +305,8 @@ export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
   const s = c.splitK ?? splitKFor(c, tile);
   if (s > 1) {
     if (c.K % s !== 0) throw new Error(`${c.label}: split-K ${s} does not divide K = ${c.K}`);
-    if (c.batch !== 1 || c.pair2 || c.storePre || (c.activation ?? 'none') !== 'none')
-      throw new Error(`${c.label}: split-K needs a single GEMM without activation, stored pre-activation or second pair`);
+    if (c.batch !== 1 || c.storePre || (c.activation ?? 'none') !== 'none')
+      throw new Error(`${c.label}: split-K needs a single GEMM without activation or stored pre-activation`);
     const kc = c.K / s;
     // K-major operands (A stored [K, M], B stored [K, N]): slice z starts kc rows further. K-contiguous ones (A
     // [M, K], B [N, K]): kc columns further, rows keep their full length K.
@@ -318,7 +318,7 @@ export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
       b: { ...c.b, batchStride: c.b.trans ? kc : kc * c.N },
       ldA: c.K,
       ldB: c.K,
-      biasFirstZ: true,
+      firstZOnly: true,
       outShape: [s, c.M, c.N],
       label: `${c.label}.splitK${s}`,
       tile,
@@ -363,7 +363,7 @@ function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
       storePre: Number(!!c.storePre),
       ldA: c.ldA ?? c.K,
       ldB: c.ldB ?? c.K,
-      biasFirstZ: Number(!!c.biasFirstZ),
+      firstZOnly: Number(!!c.firstZOnly),
     },
     // Unused bindings get read-only aliases of A / B (read-only aliasing is allowed) or a scratch buffer.
     buffers: {
