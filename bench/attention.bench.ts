@@ -10,7 +10,7 @@
 // 'attention'`). A tile this device cannot run (workgroup storage, invocations) fails its row with the reason.
 import { pytorchH100 } from './anchors.js';
 import type { BenchCase, Reference } from './case.js';
-import { type AttentionTile, attention, attentionBackward, attentionFlops, attentionWithLse } from '../src/kernels/attention.js';
+import { type AttentionTile, SUBGROUP_TILES, attention, attentionBackward, attentionFlops, attentionWithLse } from '../src/kernels/attention.js';
 import { Tensor, numel, type Shape } from '../src/tensor.js';
 import { filled } from './inputs.js';
 
@@ -127,7 +127,10 @@ export const SWEEP_FORWARD: readonly AttentionTile[] = [
   { br: 64, bc: 32, tm: 4, tx: 8 }, //              128 threads, 4×4 scores, 44 KiB (former default)
 ];
 export const SWEEP_BACKWARD: readonly { dq: AttentionTile; dkdv: AttentionTile }[] = [
-  { dq: { br: 64, bc: 16, tm: 2, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 } }, // default (H100 13.5 ms)
+  { dq: SUBGROUP_TILES.bwd_dq, dkdv: SUBGROUP_TILES.bwd_dkdv }, // attention_subgroup.wgsl: quads of 2 rows
+  { dq: SUBGROUP_TILES.bwd_dq, dkdv: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 } },
+  { dq: { br: 64, bc: 16, tm: 2, tx: 8, xp: 1 }, dkdv: SUBGROUP_TILES.bwd_dkdv },
+  { dq: { br: 64, bc: 16, tm: 2, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 } }, // general (H100 13.4 ms)
   { dq: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 } }, // 256 threads, 15.0 ms
   { dq: { br: 32, bc: 32, tm: 2, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 32, tm: 2, tx: 8, xp: 1 } }, // 128 threads, 15.6 ms
   { dq: { br: 32, bc: 16, tm: 1, tx: 8, xp: 1 }, dkdv: { br: 32, bc: 16, tm: 1, tx: 8, xp: 1 } },

@@ -225,3 +225,245 @@ fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
     if (r + 3u < params.N) { lse[base + r + 3u] = lseRow.w; }
   }
 }
+
+// ---- Backward (FlashAttention-2 split, probabilities recomputed from the saved LSE; D = rowsum(dO ⊙ O) comes from
+// attention.wgsl's bwd_prep). Quads again share their rows and split the head dim into the same 4 interleaved
+// slices; a quad sums the partial scores S and dP = dO·Vᵀ of its rows with one vec4 shuffle pair.
+//   bwd_dkdv_sg: a quad owns 2 keys (K pre-scaled, V in registers), walks the query tiles (Q, dO, LSE, D of 16 queries,
+//                double-buffered) and accumulates dV += P·dO and dK += dS·Q in registers. 32 keys per workgroup.
+//   bwd_dq_sg:   a quad owns 2 queries (Q pre-scaled, dO, LSE, D), walks the key tiles (K, V as in the forward) and
+//                accumulates dQ += dS·K. 32 queries per workgroup.
+// dS = P ⊙ (dP − D); dK and dQ are scaled by `scale` at the end (scores are in the log2 domain).
+
+@group(0) @binding(6) var<storage, read> dout: array<vec4f>;
+@group(0) @binding(7) var<storage, read_write> dvec: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dq: array<vec4f>;
+@group(0) @binding(9) var<storage, read_write> dk: array<vec4f>;
+@group(0) @binding(10) var<storage, read_write> dv: array<vec4f>;
+
+const LOG2E: f32 = 1.4426950408889634;
+
+var<workgroup> QT: array<vec4f, 512>;   // [2][16 queries][16]: Q
+var<workgroup> OT: array<vec4f, 512>;   // [2][16][16]: dO
+var<workgroup> LT: array<f32, 32>;      // [2][16]: LSE · log2(e)
+var<workgroup> DT: array<f32, 32>;      // [2][16]: D
+
+// Two rows' registers: operand X (rows a, b; slices 0..3), operand Y, and two accumulators each.
+var<private> xa0: vec4f; var<private> xa1: vec4f; var<private> xa2: vec4f; var<private> xa3: vec4f;
+var<private> xb0: vec4f; var<private> xb1: vec4f; var<private> xb2: vec4f; var<private> xb3: vec4f;
+var<private> ya0: vec4f; var<private> ya1: vec4f; var<private> ya2: vec4f; var<private> ya3: vec4f;
+var<private> yb0: vec4f; var<private> yb1: vec4f; var<private> yb2: vec4f; var<private> yb3: vec4f;
+var<private> ga0: vec4f; var<private> ga1: vec4f; var<private> ga2: vec4f; var<private> ga3: vec4f;
+var<private> gb0: vec4f; var<private> gb1: vec4f; var<private> gb2: vec4f; var<private> gb3: vec4f;
+var<private> ha0: vec4f; var<private> ha1: vec4f; var<private> ha2: vec4f; var<private> ha3: vec4f;
+var<private> hb0: vec4f; var<private> hb1: vec4f; var<private> hb2: vec4f; var<private> hb3: vec4f;
+
+fn doutAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
+  let i = (b * params.N + min(tok, params.N - 1u)) * params.oStride + h * 16u + c;
+  return select(vec4f(0.0), dout[i], tok < params.N);
+}
+
+// (x·u, x·w partial over this invocation's slices for rows a and b): s for the X pair against one key/query (u), and
+// dP for the Y pair against another (w).
+fn partialPair(u0: vec4f, u1: vec4f, u2: vec4f, u3: vec4f, w0: vec4f, w1: vec4f, w2: vec4f, w3: vec4f) -> vec4f {
+  return vec4f(
+    dot(xa0, u0) + dot(xa1, u1) + dot(xa2, u2) + dot(xa3, u3),
+    dot(xb0, u0) + dot(xb1, u1) + dot(xb2, u2) + dot(xb3, u3),
+    dot(ya0, w0) + dot(ya1, w1) + dot(ya2, w2) + dot(ya3, w3),
+    dot(yb0, w0) + dot(yb1, w1) + dot(yb2, w2) + dot(yb3, w3));
+}
+
+@compute @workgroup_size(64)
+fn bwd_dkdv_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let j = tid % 4u;
+  let k0 = wid.x * 32u;
+  let h = wid.y;
+  let b = wid.z;
+  let N = params.N;
+  let ka = k0 + (tid / 4u) * 2u;  // the quad's keys ka, ka + 1
+  let sc = params.scaleLog2;
+  xa0 = kAt(b, ka, h, j) * sc; xa1 = kAt(b, ka, h, j + 4u) * sc; xa2 = kAt(b, ka, h, j + 8u) * sc; xa3 = kAt(b, ka, h, j + 12u) * sc;
+  xb0 = kAt(b, ka + 1u, h, j) * sc; xb1 = kAt(b, ka + 1u, h, j + 4u) * sc; xb2 = kAt(b, ka + 1u, h, j + 8u) * sc; xb3 = kAt(b, ka + 1u, h, j + 12u) * sc;
+  ya0 = vAt(b, ka, h, j); ya1 = vAt(b, ka, h, j + 4u); ya2 = vAt(b, ka, h, j + 8u); ya3 = vAt(b, ka, h, j + 12u);
+  yb0 = vAt(b, ka + 1u, h, j); yb1 = vAt(b, ka + 1u, h, j + 4u); yb2 = vAt(b, ka + 1u, h, j + 8u); yb3 = vAt(b, ka + 1u, h, j + 12u);
+  ga0 = vec4f(0.0); ga1 = vec4f(0.0); ga2 = vec4f(0.0); ga3 = vec4f(0.0);   // dK, key a
+  gb0 = vec4f(0.0); gb1 = vec4f(0.0); gb2 = vec4f(0.0); gb3 = vec4f(0.0);   // dK, key b
+  ha0 = vec4f(0.0); ha1 = vec4f(0.0); ha2 = vec4f(0.0); ha3 = vec4f(0.0);   // dV, key a
+  hb0 = vec4f(0.0); hb1 = vec4f(0.0); hb2 = vec4f(0.0); hb3 = vec4f(0.0);   // dV, key b
+
+  // Query tiles: all, or under the causal mask those from the block's first key on.
+  let tFirst = select(0u, k0 / BC, params.causal != 0u);
+  let nT = (N + BC - 1u) / BC;
+  let statBase = (b * params.heads + h) * N;
+  let u0 = tid;
+  let u1 = tid + 64u;
+  let u2 = tid + 128u;
+  let u3 = tid + 192u;
+  if (tFirst < nT) {
+    let c0 = tFirst * BC;
+    QT[u0] = qAt(b, c0 + u0 / 16u, h, u0 % 16u); QT[u1] = qAt(b, c0 + u1 / 16u, h, u1 % 16u);
+    QT[u2] = qAt(b, c0 + u2 / 16u, h, u2 % 16u); QT[u3] = qAt(b, c0 + u3 / 16u, h, u3 % 16u);
+    OT[u0] = doutAt(b, c0 + u0 / 16u, h, u0 % 16u); OT[u1] = doutAt(b, c0 + u1 / 16u, h, u1 % 16u);
+    OT[u2] = doutAt(b, c0 + u2 / 16u, h, u2 % 16u); OT[u3] = doutAt(b, c0 + u3 / 16u, h, u3 % 16u);
+    if (tid < 16u) {
+      let qi = min(c0 + tid, N - 1u);
+      LT[tid] = lse[statBase + qi] * LOG2E;
+      DT[tid] = dvec[statBase + qi];
+    }
+  }
+  workgroupBarrier();
+
+  for (var t = tFirst; t < nT; t++) {
+    let c0 = t * BC;
+    let more = t + 1u < nT;
+    var nq0 = vec4f(0.0); var nq1 = vec4f(0.0); var nq2 = vec4f(0.0); var nq3 = vec4f(0.0);
+    var no0 = vec4f(0.0); var no1 = vec4f(0.0); var no2 = vec4f(0.0); var no3 = vec4f(0.0);
+    var nl = 0.0;
+    var nd = 0.0;
+    if (more) {
+      let n0 = c0 + BC;
+      nq0 = qAt(b, n0 + u0 / 16u, h, u0 % 16u); nq1 = qAt(b, n0 + u1 / 16u, h, u1 % 16u);
+      nq2 = qAt(b, n0 + u2 / 16u, h, u2 % 16u); nq3 = qAt(b, n0 + u3 / 16u, h, u3 % 16u);
+      no0 = doutAt(b, n0 + u0 / 16u, h, u0 % 16u); no1 = doutAt(b, n0 + u1 / 16u, h, u1 % 16u);
+      no2 = doutAt(b, n0 + u2 / 16u, h, u2 % 16u); no3 = doutAt(b, n0 + u3 / 16u, h, u3 % 16u);
+      if (tid < 16u) {
+        let qi = min(n0 + tid, N - 1u);
+        nl = lse[statBase + qi] * LOG2E;
+        nd = dvec[statBase + qi];
+      }
+    }
+    let buf = ((t - tFirst) % 2u) * 256u;
+    let sbuf = ((t - tFirst) % 2u) * 16u;
+    let masked = c0 + BC > N || (params.causal != 0u && c0 < k0 + 31u);
+    for (var e = 0u; e < BC; e++) {
+      let qb = buf + e * 16u;
+      let q0v = QT[qb + j]; let q1v = QT[qb + j + 4u]; let q2v = QT[qb + j + 8u]; let q3v = QT[qb + j + 12u];
+      let o0v = OT[qb + j]; let o1v = OT[qb + j + 4u]; let o2v = OT[qb + j + 8u]; let o3v = OT[qb + j + 12u];
+      let s = quadSum(partialPair(q0v, q1v, q2v, q3v, o0v, o1v, o2v, o3v));  // (S_a, S_b, dP_a, dP_b)
+      let L = LT[sbuf + e];
+      let D = DT[sbuf + e];
+      var pa = exp2(s.x - L);
+      var pb = exp2(s.y - L);
+      if (masked) {
+        let query = c0 + e;
+        let past = query >= N;
+        pa = select(pa, 0.0, past || (params.causal != 0u && ka > query));
+        pb = select(pb, 0.0, past || (params.causal != 0u && ka + 1u > query));
+      }
+      let dsa = pa * (s.z - D);
+      let dsb = pb * (s.w - D);
+      ha0 = fma(vec4f(pa), o0v, ha0); ha1 = fma(vec4f(pa), o1v, ha1); ha2 = fma(vec4f(pa), o2v, ha2); ha3 = fma(vec4f(pa), o3v, ha3);
+      hb0 = fma(vec4f(pb), o0v, hb0); hb1 = fma(vec4f(pb), o1v, hb1); hb2 = fma(vec4f(pb), o2v, hb2); hb3 = fma(vec4f(pb), o3v, hb3);
+      ga0 = fma(vec4f(dsa), q0v, ga0); ga1 = fma(vec4f(dsa), q1v, ga1); ga2 = fma(vec4f(dsa), q2v, ga2); ga3 = fma(vec4f(dsa), q3v, ga3);
+      gb0 = fma(vec4f(dsb), q0v, gb0); gb1 = fma(vec4f(dsb), q1v, gb1); gb2 = fma(vec4f(dsb), q2v, gb2); gb3 = fma(vec4f(dsb), q3v, gb3);
+    }
+    if (more) {
+      let nb = 256u - buf;
+      QT[nb + u0] = nq0; QT[nb + u1] = nq1; QT[nb + u2] = nq2; QT[nb + u3] = nq3;
+      OT[nb + u0] = no0; OT[nb + u1] = no1; OT[nb + u2] = no2; OT[nb + u3] = no3;
+      if (tid < 16u) {
+        LT[16u - sbuf + tid] = nl;
+        DT[16u - sbuf + tid] = nd;
+      }
+    }
+    workgroupBarrier();
+  }
+
+  let s = params.scale;
+  if (ka < params.M) {
+    let base = (b * params.M + ka) * params.oStride + h * 16u + j;
+    dk[base] = ga0 * s; dk[base + 4u] = ga1 * s; dk[base + 8u] = ga2 * s; dk[base + 12u] = ga3 * s;
+    dv[base] = ha0; dv[base + 4u] = ha1; dv[base + 8u] = ha2; dv[base + 12u] = ha3;
+  }
+  if (ka + 1u < params.M) {
+    let base = (b * params.M + ka + 1u) * params.oStride + h * 16u + j;
+    dk[base] = gb0 * s; dk[base + 4u] = gb1 * s; dk[base + 8u] = gb2 * s; dk[base + 12u] = gb3 * s;
+    dv[base] = hb0; dv[base + 4u] = hb1; dv[base + 8u] = hb2; dv[base + 12u] = hb3;
+  }
+}
+
+@compute @workgroup_size(64)
+fn bwd_dq_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let j = tid % 4u;
+  let q0 = wid.x * 32u;
+  let h = wid.y;
+  let b = wid.z;
+  let N = params.N;
+  let M = params.M;
+  let qa = q0 + (tid / 4u) * 2u;  // the quad's queries qa, qa + 1
+  let sc = params.scaleLog2;
+  xa0 = qAt(b, qa, h, j) * sc; xa1 = qAt(b, qa, h, j + 4u) * sc; xa2 = qAt(b, qa, h, j + 8u) * sc; xa3 = qAt(b, qa, h, j + 12u) * sc;
+  xb0 = qAt(b, qa + 1u, h, j) * sc; xb1 = qAt(b, qa + 1u, h, j + 4u) * sc; xb2 = qAt(b, qa + 1u, h, j + 8u) * sc; xb3 = qAt(b, qa + 1u, h, j + 12u) * sc;
+  ya0 = doutAt(b, qa, h, j); ya1 = doutAt(b, qa, h, j + 4u); ya2 = doutAt(b, qa, h, j + 8u); ya3 = doutAt(b, qa, h, j + 12u);
+  yb0 = doutAt(b, qa + 1u, h, j); yb1 = doutAt(b, qa + 1u, h, j + 4u); yb2 = doutAt(b, qa + 1u, h, j + 8u); yb3 = doutAt(b, qa + 1u, h, j + 12u);
+  ga0 = vec4f(0.0); ga1 = vec4f(0.0); ga2 = vec4f(0.0); ga3 = vec4f(0.0);
+  gb0 = vec4f(0.0); gb1 = vec4f(0.0); gb2 = vec4f(0.0); gb3 = vec4f(0.0);
+  let statBase = (b * params.heads + h) * N;
+  let La = lse[statBase + min(qa, N - 1u)] * LOG2E;
+  let Lb = lse[statBase + min(qa + 1u, N - 1u)] * LOG2E;
+  let Da = dvec[statBase + min(qa, N - 1u)];
+  let Db = dvec[statBase + min(qa + 1u, N - 1u)];
+
+  var kEnd = M;
+  if (params.causal != 0u) { kEnd = min(M, min(N, q0 + 32u)); }
+  let nT = (kEnd + BC - 1u) / BC;
+  let u0 = tid;
+  let u1 = tid + 64u;
+  let u2 = tid + 128u;
+  let u3 = tid + 192u;
+  KS[u0] = kAt(b, u0 / 16u, h, u0 % 16u); KS[u1] = kAt(b, u1 / 16u, h, u1 % 16u);
+  KS[u2] = kAt(b, u2 / 16u, h, u2 % 16u); KS[u3] = kAt(b, u3 / 16u, h, u3 % 16u);
+  VS[u0] = vAt(b, u0 / 16u, h, u0 % 16u); VS[u1] = vAt(b, u1 / 16u, h, u1 % 16u);
+  VS[u2] = vAt(b, u2 / 16u, h, u2 % 16u); VS[u3] = vAt(b, u3 / 16u, h, u3 % 16u);
+  workgroupBarrier();
+
+  for (var t = 0u; t < nT; t++) {
+    let k0 = t * BC;
+    let more = t + 1u < nT;
+    var nk0 = vec4f(0.0); var nk1 = vec4f(0.0); var nk2 = vec4f(0.0); var nk3 = vec4f(0.0);
+    var nv0 = vec4f(0.0); var nv1 = vec4f(0.0); var nv2 = vec4f(0.0); var nv3 = vec4f(0.0);
+    if (more) {
+      let n0 = k0 + BC;
+      nk0 = kAt(b, n0 + u0 / 16u, h, u0 % 16u); nk1 = kAt(b, n0 + u1 / 16u, h, u1 % 16u);
+      nk2 = kAt(b, n0 + u2 / 16u, h, u2 % 16u); nk3 = kAt(b, n0 + u3 / 16u, h, u3 % 16u);
+      nv0 = vAt(b, n0 + u0 / 16u, h, u0 % 16u); nv1 = vAt(b, n0 + u1 / 16u, h, u1 % 16u);
+      nv2 = vAt(b, n0 + u2 / 16u, h, u2 % 16u); nv3 = vAt(b, n0 + u3 / 16u, h, u3 % 16u);
+    }
+    let buf = (t % 2u) * 256u;
+    let masked = k0 + BC > M || (params.causal != 0u && k0 + BC - 1u > q0);
+    for (var e = 0u; e < BC; e++) {
+      let kb = buf + e * 16u;
+      let k0v = KS[kb + j]; let k1v = KS[kb + j + 4u]; let k2v = KS[kb + j + 8u]; let k3v = KS[kb + j + 12u];
+      let v0v = VS[kb + j]; let v1v = VS[kb + j + 4u]; let v2v = VS[kb + j + 8u]; let v3v = VS[kb + j + 12u];
+      let s = quadSum(partialPair(k0v, k1v, k2v, k3v, v0v, v1v, v2v, v3v));  // (S_a, S_b, dP_a, dP_b)
+      var pa = exp2(s.x - La);
+      var pb = exp2(s.y - Lb);
+      if (masked) {
+        let key = k0 + e;
+        let past = key >= M;
+        pa = select(pa, 0.0, past || (params.causal != 0u && key > qa));
+        pb = select(pb, 0.0, past || (params.causal != 0u && key > qa + 1u));
+      }
+      let dsa = pa * (s.z - Da);
+      let dsb = pb * (s.w - Db);
+      ga0 = fma(vec4f(dsa), k0v, ga0); ga1 = fma(vec4f(dsa), k1v, ga1); ga2 = fma(vec4f(dsa), k2v, ga2); ga3 = fma(vec4f(dsa), k3v, ga3);
+      gb0 = fma(vec4f(dsb), k0v, gb0); gb1 = fma(vec4f(dsb), k1v, gb1); gb2 = fma(vec4f(dsb), k2v, gb2); gb3 = fma(vec4f(dsb), k3v, gb3);
+    }
+    if (more) {
+      let nb = 256u - buf;
+      KS[nb + u0] = nk0; KS[nb + u1] = nk1; KS[nb + u2] = nk2; KS[nb + u3] = nk3;
+      VS[nb + u0] = nv0; VS[nb + u1] = nv1; VS[nb + u2] = nv2; VS[nb + u3] = nv3;
+    }
+    workgroupBarrier();
+  }
+
+  let s = params.scale;
+  if (qa < N) {
+    let base = (b * N + qa) * params.oStride + h * 16u + j;
+    dq[base] = ga0 * s; dq[base + 4u] = ga1 * s; dq[base + 8u] = ga2 * s; dq[base + 12u] = ga3 * s;
+  }
+  if (qa + 1u < N) {
+    let base = (b * N + qa + 1u) * params.oStride + h * 16u + j;
+    dq[base] = gb0 * s; dq[base + 4u] = gb1 * s; dq[base + 8u] = gb2 * s; dq[base + 12u] = gb3 * s;
+  }
+}

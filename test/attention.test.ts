@@ -8,6 +8,8 @@ import type { Gpu } from '../runtime/device.js';
 import { DTypeError, ShapeError } from '../runtime/errors.js';
 import {
   ATTENTION_TILES,
+  ATTENTION_TILES_CPU,
+  SUBGROUP_TILES,
   type AttentionTile,
   attention,
   attentionBackward,
@@ -171,7 +173,11 @@ describe('attention tiles', () => {
   // The H100 tiles (256 threads of 2 rows / 1 row, padded rows) at headDim 32, where they fit 32 KiB. Forward: the
   // first general tile (the subgroup one before it is headDim 64 only, tested above).
   const generalForward = ATTENTION_TILES.forward.find((t) => !t.sg)!;
-  const h100 = { fwd: generalForward, dq: ATTENTION_TILES.bwd_dq[0], dkdv: ATTENTION_TILES.bwd_dkdv[0] };
+  const h100 = {
+    fwd: generalForward,
+    dq: ATTENTION_TILES.bwd_dq.find((t) => !t.sg)!,
+    dkdv: ATTENTION_TILES.bwd_dkdv.find((t) => !t.sg)!,
+  };
   for (const causal of [false, true]) {
     it(`H100 tiles (rolled) forward and backward${causal ? ', causal' : ''}`, async (ctx) => {
       if (!fullTiles()) ctx.skip();
@@ -201,8 +207,21 @@ describe('attention tiles', () => {
     for (const causal of [false, true]) await checkForward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, roll: false });
     await checkForward({ B: 1, N: 77, M: 77, heads: 1, hd: 64, causal: true, tile, roll: false });
     await checkForward({ B: 1, N: 130, M: 50, heads: 3, hd: 64, causal: true, tile, roll: false });
-    expect(attentionTileProblem(gpu, 'bwd_dq', tile, 64)).toMatch(/forward-only/);
+    expect(attentionTileProblem(gpu, 'bwd_dq', tile, 64)).toMatch(/subgroup \(sg\) tiles for bwd_dq are/);
     expect(attentionTileProblem(gpu, 'forward', tile, 32)).toMatch(/headDim 64/);
+  });
+  // The subgroup backward (dK/dV: 2 keys per quad, 32 per workgroup; dQ: 2 queries per quad): partial blocks and
+  // tiles, several tiles, causal and not (incl. N > M and N < M), with the general forward's O and LSE.
+  it('subgroup backward (headDim 64): partial tiles, causal and not', async (ctx) => {
+    const sg = { tileDq: SUBGROUP_TILES.bwd_dq, tileDkdv: SUBGROUP_TILES.bwd_dkdv };
+    if (!gpu.hasSubgroups) {
+      expect(attentionTileProblem(gpu, 'bwd_dq', sg.tileDq, 64)).toMatch(/subgroups/);
+      ctx.skip();
+    }
+    const tile = ATTENTION_TILES_CPU[0];
+    for (const causal of [false, true]) await checkBackward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, ...sg });
+    await checkBackward({ B: 1, N: 77, M: 77, heads: 1, hd: 64, causal: true, tile, ...sg });
+    await checkBackward({ B: 1, N: 70, M: 35, heads: 2, hd: 64, causal: true, tile, ...sg });
   });
   it('headDim 64 needs 45 KiB for the 64-query forward tile: chosen only where it fits', () => {
     // forward: X 64·17 + Y 2·32·17 + P 64·9 + red 64·8/4 vec4s; dQ: 2·64·17 + 2·16·17 + 64·5;
@@ -210,8 +229,8 @@ describe('attention tiles', () => {
     expect(attentionSharedBytes('forward', generalForward, 64)).toBe(46080);
     // The subgroup forward: double-buffered K and V tiles of 16 keys × 16 vec4s.
     expect(attentionSharedBytes('forward', { br: 64, bc: 16, tm: 4, tx: 4, sg: true }, 64)).toBe(16384);
-    expect(attentionSharedBytes('bwd_dq', ATTENTION_TILES.bwd_dq[0], 64)).toBe(48640);
-    expect(attentionSharedBytes('bwd_dkdv', ATTENTION_TILES.bwd_dkdv[0], 64)).toBe(44288);
+    expect(attentionSharedBytes('bwd_dq', h100.dq, 64)).toBe(48640);
+    expect(attentionSharedBytes('bwd_dkdv', h100.dkdv, 64)).toBe(44288);
     const max = gpu.limits.maxComputeWorkgroupStorageSize;
     for (const entry of ['forward', 'bwd_dq', 'bwd_dkdv'] as const)
       for (const hd of [32, 40, 64, 80, 128]) {

@@ -21,7 +21,7 @@ import { LimitError, ShapeError } from '../../runtime/errors.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { requireDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
-import { runAttentionSubgroup, SUBGROUP_SHARED_BYTES, subgroupForwardProblem } from './attention_subgroup.js';
+import { runAttentionSubgroup, SUBGROUP_SHARED_BYTES, subgroupProblem } from './attention_subgroup.js';
 import { Kernel } from './kernel.js';
 
 /**
@@ -39,8 +39,9 @@ export interface AttentionTile {
   readonly yp?: number;
   readonly pp?: number;
   /**
-   * Forward only, headDim 64, devices with subgroups: kernels/attention_subgroup.wgsl (quads of invocations share 4
-   * query rows; scores summed with subgroup shuffles). Written {br: 64, bc: 16, tm: 4, tx: 4, sg: true}.
+   * headDim 64, devices with subgroups: kernels/attention_subgroup.wgsl (quads of invocations share their rows; scores
+   * summed with subgroup shuffles). Written {br: 64, bc: 16, tm: 4, tx: 4, sg: true} for the forward and
+   * {br: 32, bc: 16, tm: 2, tx: 4, sg: true} for dQ and dK/dV (SUBGROUP_TILES).
    */
   readonly sg?: boolean;
 }
@@ -105,6 +106,13 @@ export const attentionKernel = new Kernel<AttentionVariant>({
   }),
 });
 
+/** The subgroup kernels' fixed geometry per entry (64 invocations each). */
+export const SUBGROUP_TILES: Record<AttentionEntry, AttentionTile> = {
+  forward: { br: 64, bc: 16, tm: 4, tx: 4, sg: true },
+  bwd_dq: { br: 32, bc: 16, tm: 2, tx: 4, sg: true },
+  bwd_dkdv: { br: 32, bc: 16, tm: 2, tx: 4, sg: true },
+};
+
 /** Tile candidates per kernel, best first; the first that fits the device (and headDim) is used. */
 export const ATTENTION_TILES: Record<AttentionEntry, readonly AttentionTile[]> = {
   // headDim 64 on devices with subgroups: attention_subgroup.wgsl, H100 10 heads × 4096²: 2.12 ms = 20.3 TFLOP/s
@@ -113,7 +121,7 @@ export const ATTENTION_TILES: Record<AttentionEntry, readonly AttentionTile[]> =
   // 48 KiB), 3.17 ms there, against 4.06 for the 4-row tile below (whose row reads conflict 4-way) and 3.78 for a
   // register-tiled 64-thread kernel (8 rows × 4 keys per thread, since removed). The 32-query tiles fit 32 KiB devices.
   forward: [
-    { br: 64, bc: 16, tm: 4, tx: 4, sg: true },
+    SUBGROUP_TILES.forward,
     { br: 64, bc: 32, tm: 2, tx: 8, xp: 1 },
     { br: 64, bc: 32, tm: 4, tx: 8 },
     { br: 32, bc: 32, tm: 4, tx: 8 },
@@ -127,6 +135,7 @@ export const ATTENTION_TILES: Record<AttentionEntry, readonly AttentionTile[]> =
   // sweep, 4096² × 10 heads backward (with the dK/dV tile below): 13.46 ms; 14.98 with dQ 32 × 32 × tm 1, 24.8 with
   // the former tm 4 unpadded tiles. 32 × 16 (27 KiB) for 32 KiB devices.
   bwd_dq: [
+    SUBGROUP_TILES.bwd_dq,
     { br: 64, bc: 16, tm: 2, tx: 8, xp: 1 },
     { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 },
     { br: 32, bc: 32, tm: 2, tx: 8, xp: 1 },
@@ -139,6 +148,7 @@ export const ATTENTION_TILES: Record<AttentionEntry, readonly AttentionTile[]> =
   ],
   // 32 keys × 32 queries, as for dQ: 44 KiB at headDim 64; 32 × 16 (30 KiB) for 32 KiB devices.
   bwd_dkdv: [
+    SUBGROUP_TILES.bwd_dkdv,
     { br: 32, bc: 32, tm: 1, tx: 8, xp: 1 },
     { br: 32, bc: 32, tm: 2, tx: 8, xp: 1 },
     { br: 32, bc: 32, tm: 4, tx: 8 },
@@ -192,11 +202,13 @@ export function attentionSharedBytes(entry: AttentionEntry, t: AttentionTile, he
   const V4 = 16;
   switch (entry) {
     case 'forward':
-      if (t.sg) return SUBGROUP_SHARED_BYTES;
+      if (t.sg) return SUBGROUP_SHARED_BYTES.forward;
       return (d.xLen + 2 * d.yLen + d.pLen + (t.br * t.tx) / 4) * V4;
     case 'bwd_dq':
+      if (t.sg) return SUBGROUP_SHARED_BYTES.bwd_dq;
       return (2 * d.xLen + 2 * d.yLen + d.pLen) * V4;
     case 'bwd_dkdv':
+      if (t.sg) return SUBGROUP_SHARED_BYTES.bwd_dkdv;
       return (2 * d.xLen + 2 * d.yLen + 2 * d.pLen) * V4 + 2 * t.bc * 4;
   }
 }
@@ -211,10 +223,10 @@ export function attentionTileProblem(gpu: Gpu, entry: AttentionEntry, t: Attenti
   if (t.tm > 8) return `tm must be at most 8 (got ${t.tm})`;
   const d = derive(t, headDim);
   if (t.sg) {
-    if (entry !== 'forward') return `subgroup (sg) tiles are forward-only (got one for ${entry})`;
-    if (t.br !== 64 || t.bc !== 16 || t.tm !== 4 || t.tx !== 4)
-      return `subgroup (sg) tiles are {br: 64, bc: 16, tm: 4, tx: 4} (got ${JSON.stringify(t)})`;
-    return subgroupForwardProblem(gpu, headDim);
+    const want = SUBGROUP_TILES[entry];
+    if (t.br !== want.br || t.bc !== want.bc || t.tm !== want.tm || t.tx !== want.tx)
+      return `subgroup (sg) tiles for ${entry} are ${JSON.stringify(want)} (got ${JSON.stringify(t)})`;
+    return subgroupProblem(gpu, entry, headDim);
   }
   if (t.tm * d.TN > 64) return `tm·bc/tx = ${t.tm * d.TN} score registers exceed 64`;
   if (t.tm * d.TC > 32) return `tm·ceil(headDim/4/tx) = ${t.tm * d.TC} output vec4s exceed 32`;
@@ -384,7 +396,7 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
   const o = Tensor.empty(gpu, [g.B, g.N, C], 'f32', `${op}.o`);
   const lse = Tensor.empty(gpu, [g.B, g.heads, g.N], 'f32', `${op}.lse`);
   if (tile.sg) {
-    runAttentionSubgroup(gpu, { q, k, v, o, lse, params: params(g), N: g.N, heads: g.heads, B: g.B, label: `${op}.forward` });
+    runAttentionSubgroup(gpu, 'forward', { buffers: { q, k, v, o, lse }, params: params(g), rows: g.N, heads: g.heads, B: g.B, label: `${op}.forward` });
     return { o, lse };
   }
   attentionKernel.run(gpu, {
@@ -437,8 +449,11 @@ export function attentionBackward(
     throw new ShapeError(`${op}: lse ${shapeStr(lse.shape)} must be [B, heads, N] = ${shapeStr(lseShape)}`);
   const gpu = q.gpu;
   checkGrid(gpu, g, op);
-  const vDq = variantFor(gpu, 'bwd_dq', g, opts.tileDq, opts.roll);
-  const vDkdv = variantFor(gpu, 'bwd_dkdv', g, opts.tileDkdv, opts.roll);
+  const tileDq = tileFor(gpu, 'bwd_dq', g, opts.tileDq);
+  const tileDkdv = tileFor(gpu, 'bwd_dkdv', g, opts.tileDkdv);
+  // bwd_prep's variant: the general dQ tile's (bwd_prep reads only HD and ROLL).
+  const vDq = variantFor(gpu, 'bwd_dq', g, tileDq.sg ? { br: 16, bc: 16, tm: 2, tx: 8 } : tileDq, opts.roll);
+  const vDkdv = tileDkdv.sg ? vDq : variantFor(gpu, 'bwd_dkdv', g, tileDkdv, opts.roll);
   const dq = Tensor.empty(gpu, qShape, 'f32', `${op}.dq`);
   const dk = Tensor.empty(gpu, kShape, 'f32', `${op}.dk`);
   const dv = Tensor.empty(gpu, kShape, 'f32', `${op}.dv`);
@@ -454,22 +469,27 @@ export function attentionBackward(
     workgroups: grid1d(gpu, rows),
     label: `${op}.prep`,
   });
-  attentionKernel.run(gpu, {
-    entry: 'bwd_dkdv',
-    variant: vDkdv,
-    params: params(g),
-    buffers: bufs,
-    workgroups: [Math.ceil(g.M / vDkdv.br), g.heads, g.B],
-    label: `${op}.dkdv`,
-  });
-  attentionKernel.run(gpu, {
-    entry: 'bwd_dq',
-    variant: vDq,
-    params: params(g),
-    buffers: bufs,
-    workgroups: [Math.ceil(g.N / vDq.br), g.heads, g.B],
-    label: `${op}.dq`,
-  });
+  const sgArgs = { buffers: bufs, params: params(g), heads: g.heads, B: g.B };
+  if (tileDkdv.sg) runAttentionSubgroup(gpu, 'bwd_dkdv', { ...sgArgs, rows: g.M, label: `${op}.dkdv` });
+  else
+    attentionKernel.run(gpu, {
+      entry: 'bwd_dkdv',
+      variant: vDkdv,
+      params: params(g),
+      buffers: bufs,
+      workgroups: [Math.ceil(g.M / vDkdv.br), g.heads, g.B],
+      label: `${op}.dkdv`,
+    });
+  if (tileDq.sg) runAttentionSubgroup(gpu, 'bwd_dq', { ...sgArgs, rows: g.N, label: `${op}.dq` });
+  else
+    attentionKernel.run(gpu, {
+      entry: 'bwd_dq',
+      variant: vDq,
+      params: params(g),
+      buffers: bufs,
+      workgroups: [Math.ceil(g.N / vDq.br), g.heads, g.B],
+      label: `${op}.dq`,
+    });
   dvec.release();
   return { dq, dk, dv };
 }

@@ -1,19 +1,27 @@
-// Attention forward for headDim 64 with subgroup shuffles (kernels/attention_subgroup.wgsl): quads of invocations
-// share 4 query rows, each holding a quarter of the head dim, so no probability tile goes through shared memory. Same
-// layout, uniform block and outputs as attention.wgsl's `forward`; src/kernels/attention.ts picks it (AttentionTile
-// `sg`) on devices with the `subgroups` feature and runs it through runAttentionSubgroup.
+// Attention for headDim 64 with subgroup shuffles (kernels/attention_subgroup.wgsl): quads of invocations share their
+// rows, each holding a quarter of the head dim, so no probability tile goes through shared memory. Forward (4 query
+// rows per quad) and the backward's dK/dV (2 keys per quad) and dQ (2 queries per quad) kernels; same layout, uniform
+// block and buffers as attention.wgsl (whose bwd_prep still computes D). src/kernels/attention.ts picks them
+// (AttentionTile `sg`) on devices with the `subgroups` feature.
 import type { Gpu } from '../../runtime/device.js';
 import type { Tensor } from '../tensor.js';
 import { Kernel } from './kernel.js';
 
-/** Queries per workgroup (64 invocations, 16 quads of 4 rows). */
-export const SUBGROUP_BLOCK_ROWS = 64;
-/** Workgroup storage: double-buffered K and V tiles of 16 keys × 64 floats. */
-export const SUBGROUP_SHARED_BYTES = 2 * 2 * 16 * 64 * 4;
+export type SubgroupEntry = 'forward' | 'bwd_dq' | 'bwd_dkdv';
+
+/** Rows (queries; keys for dK/dV) per workgroup of 64 invocations: 16 quads of 4 rows (forward) or 2 (backward). */
+export const SUBGROUP_BLOCK_ROWS: Record<SubgroupEntry, number> = { forward: 64, bwd_dq: 32, bwd_dkdv: 32 };
+/** Workgroup storage: double-buffered tiles of 16 tokens × 64 floats of two operands (+ LSE and D for dK/dV). */
+export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
+  forward: 2 * 2 * 16 * 64 * 4,
+  bwd_dq: 2 * 2 * 16 * 64 * 4,
+  bwd_dkdv: 2 * 2 * 16 * 64 * 4 + 2 * 2 * 16 * 4,
+};
+const ENTRY: Record<SubgroupEntry, string> = { forward: 'forward_sg', bwd_dq: 'bwd_dq_sg', bwd_dkdv: 'bwd_dkdv_sg' };
 
 export const attentionSubgroupKernel = new Kernel<Record<string, never>>({
   name: 'attention_subgroup',
-  entryPoints: ['forward_sg'],
+  entryPoints: ['forward_sg', 'bwd_dkdv_sg', 'bwd_dq_sg'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'q', kind: 'read' },
@@ -21,6 +29,11 @@ export const attentionSubgroupKernel = new Kernel<Record<string, never>>({
     { name: 'v', kind: 'read' },
     { name: 'o', kind: 'read_write' },
     { name: 'lse', kind: 'read_write' },
+    { name: 'dout', kind: 'read' },
+    { name: 'dvec', kind: 'read_write' },
+    { name: 'dq', kind: 'read_write' },
+    { name: 'dk', kind: 'read_write' },
+    { name: 'dv', kind: 'read_write' },
   ],
   // The uniform block of attention.wgsl (the wrapper passes the same params object).
   uniforms: [
@@ -43,35 +56,34 @@ export const attentionSubgroupKernel = new Kernel<Record<string, never>>({
   constants: () => ({}),
 });
 
-/** Why the subgroup forward cannot run here at this headDim (null if it can). */
-export function subgroupForwardProblem(gpu: Gpu, headDim: number): string | null {
-  if (headDim !== 64) return `the subgroup forward needs headDim 64 (got ${headDim})`;
-  if (!gpu.hasSubgroups) return `the subgroup forward needs the 'subgroups' feature, which this device lacks`;
-  if (gpu.limits.maxComputeWorkgroupStorageSize < SUBGROUP_SHARED_BYTES)
-    return `${SUBGROUP_SHARED_BYTES} bytes of workgroup storage exceed maxComputeWorkgroupStorageSize ${gpu.limits.maxComputeWorkgroupStorageSize}`;
+/** Why a subgroup kernel cannot run here at this headDim (null if it can). */
+export function subgroupProblem(gpu: Gpu, entry: SubgroupEntry, headDim: number): string | null {
+  if (headDim !== 64) return `the subgroup kernels need headDim 64 (got ${headDim})`;
+  if (!gpu.hasSubgroups) return `the subgroup kernels need the 'subgroups' feature, which this device lacks`;
+  const bytes = SUBGROUP_SHARED_BYTES[entry];
+  if (gpu.limits.maxComputeWorkgroupStorageSize < bytes)
+    return `${bytes} bytes of workgroup storage exceed maxComputeWorkgroupStorageSize ${gpu.limits.maxComputeWorkgroupStorageSize}`;
   return null;
 }
 
-export interface SubgroupForwardArgs {
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  o: Tensor;
-  lse: Tensor;
+export interface SubgroupRunArgs {
+  /** The attention.wgsl bindings the entry reads and writes (q, k, v and o, lse for the forward; + dout, dvec, dq / dk, dv). */
+  buffers: Record<string, Tensor>;
   params: Record<string, number>;
-  N: number;
+  /** Rows the grid covers: N queries (forward, dQ) or M keys (dK/dV). */
+  rows: number;
   heads: number;
   B: number;
   label: string;
 }
 
-export function runAttentionSubgroup(gpu: Gpu, a: SubgroupForwardArgs): void {
+export function runAttentionSubgroup(gpu: Gpu, entry: SubgroupEntry, a: SubgroupRunArgs): void {
   attentionSubgroupKernel.run(gpu, {
-    entry: 'forward_sg',
+    entry: ENTRY[entry],
     variant: {},
     params: a.params,
-    buffers: { q: a.q, k: a.k, v: a.v, o: a.o, lse: a.lse },
-    workgroups: [Math.ceil(a.N / SUBGROUP_BLOCK_ROWS), a.heads, a.B],
+    buffers: a.buffers,
+    workgroups: [Math.ceil(a.rows / SUBGROUP_BLOCK_ROWS[entry]), a.heads, a.B],
     label: a.label,
   });
 }
