@@ -17,6 +17,7 @@ import { type AdamWSlot, adamwStep } from '../src/kernels/adamw.js';
 import { constantTensor, randomNormal } from '../src/kernels/random.js';
 import { initRandomParameters } from '../src/nn/init.js';
 import { Tensor } from '../src/tensor.js';
+import { sizeClass } from '../runtime/buffer_pool.js';
 import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
 import sdxlConfig from '../test/fixtures/sdxl_config/unet_config.json' with { type: 'json' };
@@ -162,6 +163,8 @@ interface ModeResult {
   baseline_bytes: number;
   /** Pool peak over the timed runs (live pooled buffers, weights included). */
   peak_bytes: number;
+  /** Training: pool bytes of the AdamW moments (live for the whole step; part of baseline and peak). */
+  optimizer_state_bytes?: number;
   /** Live + cached pool bytes after the runs: what the device holds. */
   footprint_bytes: number;
   output_finite: boolean | null;
@@ -337,6 +340,7 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
     }
     const rep = gpu.pool.report();
     res.peak_bytes = rep.peakBytes;
+    if (mode !== 'forward' && b.moments) res.optimizer_state_bytes = b.moments.reduce((n, m) => n + sizeClass(m.m.bytes) + sizeClass(m.v.bytes), 0);
     res.footprint_bytes = rep.currentBytes + rep.cachedBytes;
     res.median_ms = median(res.all_ms);
     res.min_ms = Math.min(...res.all_ms);
@@ -418,6 +422,11 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
     const extra = [
       `baseline ${fmtBytes(r.baseline_bytes)}`,
       `peak above baseline ${fmtBytes(r.peak_bytes - r.baseline_bytes)}`,
+      r.optimizer_state_bytes !== undefined
+        ? `peak without the AdamW moments ${fmtBytes(r.peak_bytes - r.optimizer_state_bytes)} (moments ${fmtBytes(r.optimizer_state_bytes)}; ` +
+          `PyTorch's ${anchorFor(r.mode).GiB.toFixed(2)} GiB is below weights + LoRA params + their gradients + moments, ` +
+          `${gib(weightBytes + r.optimizer_state_bytes * 2)} GiB, all live when a backward ends, so it cannot include AdamW state)`
+        : '',
       `pool footprint after (live + cached) ${fmtBytes(r.footprint_bytes)}`,
       r.loss !== undefined ? `loss ${r.loss.toPrecision(5)}` : '',
       r.all_ms.length ? `runs [${r.all_ms.map((x) => x.toFixed(1)).join(', ')}] ms` : '',

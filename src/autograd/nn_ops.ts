@@ -95,11 +95,12 @@ export function layerNorm(x: Var, weight: Var | undefined, bias: Var | undefined
     op: 'layer_norm',
     inputs,
     save: () => [keep(x), ...(weight ? [keep(weight)] : []), r.mean, r.rstd],
-    backward: (dy, saved) => {
+    backward: (dy, saved, need) => {
       const [sx, sw] = saved;
       const [mean, rstd] = saved.slice(-2);
-      // The kernel returns dweight / dbias for the affine params it is given; track() drops unneeded ones.
-      const g = layerNormBackward(dy, sx, { mean, rstd }, { weight: weight ? sw : undefined, bias: bias?.value });
+      // dweight / dbias only when a param needs one (frozen affine params, as under LoRA, cost nothing).
+      const needParams = need.slice(1).some(Boolean);
+      const g = layerNormBackward(dy, sx, { mean, rstd }, { weight: weight ? sw : undefined, bias: bias?.value, needParams });
       return [g.dx, ...(weight ? [g.dweight] : []), ...(bias ? [g.dbias] : [])];
     },
   });

@@ -159,7 +159,7 @@ export function layerNormBackward(
   dy: Tensor,
   x: Tensor,
   saved: { mean: Tensor; rstd: Tensor },
-  opts: Omit<LayerNormOptions, 'eps'> = {},
+  opts: Omit<LayerNormOptions, 'eps'> & { /** Also dweight / dbias (default true; frozen params: false). */ needParams?: boolean } = {},
 ): LayerNormGrads {
   const op = 'layer_norm backward';
   const { weight, bias } = opts;
@@ -173,8 +173,9 @@ export function layerNormBackward(
   const gpu = x.gpu;
   const dx = Tensor.empty(gpu, x.shape, 'f32', `d_layer_norm(${x.label})`);
   const out: LayerNormGrads = { dx };
-  if (weight) out.dweight = Tensor.zeros(gpu, [D], 'f32', 'layer_norm.dweight');
-  if (bias) out.dbias = Tensor.zeros(gpu, [D], 'f32', 'layer_norm.dbias');
+  const needParams = opts.needParams !== false;
+  if (weight && needParams) out.dweight = Tensor.zeros(gpu, [D], 'f32', 'layer_norm.dweight');
+  if (bias && needParams) out.dbias = Tensor.zeros(gpu, [D], 'f32', 'layer_norm.dbias');
   if (M === 0) return out;
   const p = planLayerNorm(gpu, M, D, opts.plan);
   const variant = { wg: p.wg, hasW: weight ? 1 : 0, hasB: bias ? 1 : 0 };
@@ -187,7 +188,7 @@ export function layerNormBackward(
     workgroups: grid1d(gpu, Math.ceil(M / p.R), 1),
     label: 'layer_norm.bwd_dx',
   });
-  if (!weight && !bias) return out;
+  if ((!weight && !bias) || !needParams) return out;
   const partial = Tensor.empty(gpu, [p.chunks, 2, D], 'f32', 'layer_norm.partial');
   const tiles = Math.ceil(D / p.wgX);
   layerNormKernel.run(gpu, {
