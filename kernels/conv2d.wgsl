@@ -324,33 +324,49 @@ fn conv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 
   let split = (params.flags & FLAG_SPLIT) != 0u;
+  let outBase = select(0u, z * params.Cd * N, split);
+  // Written out per register row (like kernels/matmul.wgsl): acc is indexed by constants only. A looped epilogue
+  // with early exits left acc in local memory on the H100 for 8 outputs per thread along pixels (10× slower).
+  convEmitRow(0u, m0, n0, tx, ty, N, outBase, split);
+  convEmitRow(1u, m0, n0, tx, ty, N, outBase, split);
+  convEmitRow(2u, m0, n0, tx, ty, N, outBase, split);
+  convEmitRow(3u, m0, n0, tx, ty, N, outBase, split);
+  if (TM == 8u) {
+    convEmitRow(4u, m0, n0, tx, ty, N, outBase, split);
+    convEmitRow(5u, m0, n0, tx, ty, N, outBase, split);
+    convEmitRow(6u, m0, n0, tx, ty, N, outBase, split);
+    convEmitRow(7u, m0, n0, tx, ty, N, outBase, split);
+  }
+}
+
+// Register row r of the thread: its (TN/4) groups of 4 pixel columns of output channel m.
+fn convEmitRow(r: u32, m0: u32, n0: u32, tx: u32, ty: u32, N: u32, outBase: u32, split: bool) {
+  let m = m0 + (r / 4u) * WG_Y * 4u + ty * 4u + r % 4u;
+  if (m >= params.Cd) { return; }
+  let i = r * (TN / 4u);
+  convEmit4(acc[i], m, n0 + tx * 4u, N, outBase, split);
+  if (TN == 8u) { convEmit4(acc[i + 1u], m, n0 + WG_X * 4u + tx * 4u, N, outBase, split); }
+}
+
+// 4 outputs of channel m at destination columns nb .. nb+3 (they may cross into the next image).
+fn convEmit4(sum: vec4f, m: u32, nb: u32, N: u32, outBase: u32, split: bool) {
+  if (nb >= N) { return; }
+  let HWd = params.Hd * params.Wd;
   let hasBias = (params.flags & FLAG_BIAS) != 0u && !split;
   let hasRes = (params.flags & FLAG_RES) != 0u && !split;
-  let outBase = select(0u, z * params.Cd * N, split);
-  for (var j = 0u; j < TN / 4u; j++) {
-    let nb = n0 + j * WG_X * 4u + tx * 4u;
-    if (nb >= N) { continue; }
-    // (image, pixel) of the 4 columns, stepped without divisions (they may cross into the next image).
-    let b0 = nb / HWd;
-    let p0 = nb - b0 * HWd;
-    for (var r = 0u; r < TM; r++) {
-      let m = m0 + (r / 4u) * WG_Y * 4u + ty * 4u + r % 4u;
-      if (m >= params.Cd) { continue; }
-      var bm = 0.0;
-      if (hasBias) { bm = bias[m]; }
-      let v = params.alpha * acc[r * (TN / 4u) + j];
-      var b = b0;
-      var p = p0;
-      for (var c = 0u; c < 4u; c++) {
-        if (nb + c >= N) { break; }
-        if (p == HWd) { p = 0u; b += 1u; }
-        let e = (b * params.Cd + m) * HWd + p;
-        var out = v[c] + bm;
-        if (hasRes) { out += res[e]; }
-        y[outBase + e] = out;
-        p += 1u;
-      }
-    }
+  var bm = 0.0;
+  if (hasBias) { bm = bias[m]; }
+  let v = params.alpha * sum + vec4f(bm);
+  var b = nb / HWd;
+  var p = nb - b * HWd;
+  for (var c = 0u; c < 4u; c++) {
+    if (nb + c >= N) { break; }
+    if (p == HWd) { p = 0u; b += 1u; }
+    let e = (b * params.Cd + m) * HWd + p;
+    var out = v[c];
+    if (hasRes) { out += res[e]; }
+    y[outBase + e] = out;
+    p += 1u;
   }
 }
 
