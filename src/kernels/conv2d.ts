@@ -164,13 +164,13 @@ export const CONV_PLAN_KNOBS = {
   /** Below this many multiply-adds launch overhead dominates: the small tile, no split. */
   smallWork: 2 ** 24,
   /**
-   * Presets tried for conv_wgrad. The conv entry (forward and input gradient) tries only `convOrder`: on the H100
-   * its gather kernel ran ~10× slower with 8 outputs per thread along pixels (tn = 8: large*, wide*; 15.6 ms for
-   * 3×3 320→320 at 128²) than with tn = 4 (medium 1.50 ms, tall16 split 4 1.75 ms for 1280→1280 at 32²), while
-   * conv_wgrad is fast with tn = 8 (TCD_CONV_SWEEP=1 bench, 2026-11-26).
+   * Presets tried for conv_wgrad, and for the conv entry (forward and input gradient) `convOrder`. H100 sweep
+   * (TCD_CONV_SWEEP=1, 2026-11-26, after the conv epilogue was written out per register row; before that the 8-pixel
+   * tiles ran ~10× slower): 3×3 320→320 at 128²: large 1.28 ms (split 2 1.25), wide 1.30, medium 1.50, tall16 1.74,
+   * large16 1.63; 1280→1280 at 32²: large split 3 1.33, wide split 4 1.55, tall16 split 4 1.73, large16 split 3 1.73.
    */
   order: ['large16', 'large', 'wide16', 'tall16', 'wide', 'medium', 'small'] as (keyof typeof CONV_TILES)[],
-  convOrder: ['tall16', 'medium', 'small'] as (keyof typeof CONV_TILES)[],
+  convOrder: ['large', 'wide', 'medium', 'small'] as (keyof typeof CONV_TILES)[],
 };
 
 /** Score of a tile and split under CONV_PLAN_KNOBS (higher is better; 1 = full waves, no waste, 8×8 per thread). */
