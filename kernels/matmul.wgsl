@@ -1,5 +1,5 @@
 // Matrix multiplication, batched over the grid's z:
-//   Y = act(alpha · (op(A)·op(B) [+ op(A2)·op(B2)]) + bias)
+//   Y = act(alpha · (op(A)·op(B) [+ op(A2)·op(B2)]) + bias) [+ res]
 //   op(A) is A [M, K], or with TRANS_A A stored [K, M] and transposed; op(B) is B [K, N], or with TRANS_B B stored
 //   [N, K]. The optional second operand pair (PAIR2: op(A2) [M, K2], op(B2) [K2, N], own transposes) is walked after
 //   K into the same accumulators, so LoRA's low-rank term x·Aᵀ·Bᵀ costs no second pass over Y. bias is per column
@@ -33,6 +33,7 @@ override PAIR2: bool = false;
 override TRANS_A2: bool = false;
 override TRANS_B2: bool = false;
 override HAS_BIAS: bool = false;
+override HAS_RES: bool = false;  // a residual [.., M, N] added after the activation (a layer's skip connection)
 override ACT: u32 = 16u;       // the elementwise UNARY_OPS id: 16 identity, 11 silu, 12 gelu_tanh, 13 gelu_erf, 14 quick_gelu
 override VEC4: bool = false;
 
@@ -73,6 +74,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<Elem>;
 @group(0) @binding(6) var<storage, read_write> y: array<Elem>;
 @group(0) @binding(7) var<storage, read_write> pre: array<Elem>;
+@group(0) @binding(8) var<storage, read> res: array<Elem>;
 
 var<workgroup> As: array<vec4f, AS_LEN>;
 var<workgroup> Bs: array<vec4f, BS_LEN>;
@@ -86,6 +88,7 @@ const BUF_B: u32 = 1u;
 const BUF_A2: u32 = 2u;
 const BUF_B2: u32 = 3u;
 const BUF_BIAS: u32 = 4u;
+const BUF_RES: u32 = 5u;
 
 // tanh with its argument clamped to ±10 (tanh(±10) is ±1 in f32): SwiftShader's tanh returns NaN for |u| ≳ 90.
 fn tanhSafe(u: vec4f) -> vec4f { return tanh(clamp(u, vec4f(-10.0), vec4f(10.0))); }
@@ -96,7 +99,8 @@ fn readBuf(buf: u32, i: u32) -> Elem {
     case 1u: { return b[i]; }
     case 2u: { return a2[i]; }
     case 3u: { return b2[i]; }
-    default: { return bias[i]; }
+    case 4u: { return bias[i]; }
+    default: { return res[i]; }
   }
 }
 
@@ -277,14 +281,17 @@ fn activate(x: vec4f) -> vec4f {
   }
 }
 
-// Epilogue of 4 outputs (row m, columns n .. n+3): alpha, bias, optional pre-activation store, activation, store.
+// Epilogue of 4 outputs (row m, columns n .. n+3): alpha, bias, optional pre-activation store, activation, residual,
+// store. Split-K slices z > 0 add neither bias nor residual (firstZOnly): slice 0 carries them into the sum.
 fn emit(m: u32, n: u32, z: u32, sum: vec4f) {
   if (m >= params.M || n >= params.N) { return; }
   var v = params.alpha * sum;
   if (HAS_BIAS && (z == 0u || params.firstZOnly == 0u)) { v += fetch4(BUF_BIAS, n, n, params.N, true); }
   let e = z * params.batchY + m * params.N + n;
   if (params.storePre != 0u) { store4(true, e, n, v); }
-  store4(false, e, n, activate(v));
+  var out = activate(v);
+  if (HAS_RES && (z == 0u || params.firstZOnly == 0u)) { out += fetch4(BUF_RES, e, n, params.N, true); }
+  store4(false, e, n, out);
 }
 
 fn emitRow(r: u32, m0: u32, n0: u32, tx: u32, ty: u32, z: u32) {

@@ -53,6 +53,8 @@ interface Case {
   /** Also check matmulWithPre's pre-activation. */
   withPre?: boolean;
   splitK?: number;
+  /** Add a residual (after the activation). */
+  residual?: boolean;
 }
 
 function nOf(c: Case): number {
@@ -69,11 +71,19 @@ async function check(c: Case, what: string): Promise<void> {
   const bias = biasV ? Tensor.fromArray(gpu, biasV, [N], { label: 'bias' }) : undefined;
   const opts = { transA: c.transA, transB: c.transB, bias, activation: c.activation, alpha: c.alpha, tile: c.tile, splitK: c.splitK };
   const want = matmulRef(av, c.aShape, bv, c.bShape, { ...opts, bias: biasV });
+  let residual: Tensor | undefined;
+  if (c.residual) {
+    // y + r, with r's values computed here from the seeded data and the reference output.
+    const rv = seeded(want.y.length, 4);
+    residual = Tensor.fromArray(gpu, rv, want.shape, { label: 'residual' });
+    Object.assign(opts, { residual });
+    want.y = want.y.map((v, i) => v + rv[i]);
+  }
   const { y, pre } = c.withPre ? matmulWithPre(a, b, opts) : { y: matmul(a, b, opts), pre: undefined };
   expect(y.shape, `${what}: output shape`).toEqual(want.shape);
   expectClose(await y.toArray(), want.y, TOL, what);
   if (pre) expectClose(await pre.toArray(), want.pre, TOL, `${what} pre-activation`);
-  [a, b, y, pre, bias].forEach((t) => t?.release());
+  [a, b, y, pre, bias, residual].forEach((t) => t?.release());
 }
 
 /** Stored shapes for op(A) [M, K] and op(B) [K, N]. */
@@ -149,6 +159,11 @@ describe('matmul forward', () => {
     await check({ aShape: [76, 20], bShape: sb(20, 132, true), transB: true, bias: true, tile }, 'medium');
   });
 
+  it('residual after the activation, vec4 and scalar, with the pre-activation stored', async () => {
+    await check({ aShape: [36, 24], bShape: sb(24, 20, true), transB: true, bias: true, activation: 'gelu_tanh', residual: true, withPre: true }, 'residual vec4');
+    await check({ aShape: [37, 23], bShape: sb(23, 19, true), transB: true, residual: true }, 'residual scalar');
+  });
+
   it('K = 0 gives act(bias)', async () => {
     await check({ aShape: sa(3, 0, true), bShape: sb(0, 5, true), transA: true, transB: true, bias: true, activation: 'gelu_erf' }, 'K=0');
   });
@@ -186,8 +201,9 @@ describe('matmul forward', () => {
     await check({ aShape: [36, 1024], bShape: sb(1024, 8, true), transB: true, alpha: 0.25 }, 'split-K x·Aᵀ vec4');
     await check({ aShape: [37, 1024], bShape: sb(1024, 7, true), transB: true, alpha: 0.25 }, 'split-K x·Aᵀ scalar');
     await check({ aShape: [12, 1024], bShape: sb(1024, 8, false) }, 'split-K dY·B');
-    // A linear layer with bias, split in 4 (forced) on the large tile: the bias is added once.
+    // A linear layer with bias, split in 4 (forced) on the large tile: the bias is added once; likewise a residual.
     await check({ aShape: [20, 512], bShape: sb(512, 12, true), transB: true, bias: true, splitK: 4, tile: LARGE }, 'split-K 4 + bias');
+    await check({ aShape: [20, 512], bShape: sb(512, 12, true), transB: true, bias: true, residual: true, splitK: 4 }, 'split-K 4 + bias + residual');
   });
 
   it('uses vec4 access exactly where every contiguous dim and N are multiples of 4', () => {

@@ -16,8 +16,8 @@ export interface LoraWeights {
   scale: number;
 }
 
-/** y = x·Wᵀ + bias + scale · (x·Aᵀ)·Bᵀ for x [..., K], W [N, K], A [r, K], B [N, r]. */
-export function loraLinear(x: Var, weight: Var, bias: Var | undefined, lora: LoraWeights, label = 'lora_linear'): Var {
+/** y = x·Wᵀ + bias + scale · (x·Aᵀ)·Bᵀ [+ residual] for x [..., K], W [N, K], A [r, K], B [N, r]. */
+export function loraLinear(x: Var, weight: Var, bias: Var | undefined, lora: LoraWeights, label = 'lora_linear', residual?: Var): Var {
   const [N, K] = weight.shape;
   const r = lora.a.shape[0];
   const { scale } = lora;
@@ -28,8 +28,9 @@ export function loraLinear(x: Var, weight: Var, bias: Var | undefined, lora: Lor
     throw new ShapeError(`${label}: lora A '${lora.a.name}' ${shapeStr(lora.a.shape)} must be [r, ${K}]`);
   if (lora.b.shape.length !== 2 || lora.b.shape[0] !== N || lora.b.shape[1] !== r)
     throw new ShapeError(`${label}: lora B '${lora.b.name}' ${shapeStr(lora.b.shape)} must be [${N}, ${r}]`);
-  const { y, h } = loraLinearWithH(x.value, weight.value, bias?.value, lora.a.value, lora.b.value, scale, { label });
-  const inputs = [x, lora.a, lora.b, ...(bias ? [bias] : [])];
+  const { y, h } = loraLinearWithH(x.value, weight.value, bias?.value, lora.a.value, lora.b.value, scale, { label, residual: residual?.value });
+  const inputs = [x, lora.a, lora.b, ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
+  const iRes = residual ? inputs.length - 1 : -1;
   const v = track(y, {
     op: 'lora_linear',
     inputs,
@@ -37,7 +38,10 @@ export function loraLinear(x: Var, weight: Var, bias: Var | undefined, lora: Lor
     backward: (dy, [sx, sw, sa, sb, sh], need) => {
       // dx, dA and dB come together (track() releases the ones no input needs).
       const g = loraLinearBackward(sx, sw, sa, sb, scale, dy, { h: sh, bias: !!bias && need[3], label });
-      return [g.dx, g.dA, g.dB, g.db];
+      const grads: (Tensor | undefined)[] = [g.dx, g.dA, g.dB];
+      if (bias) grads[3] = g.db;
+      if (iRes >= 0) grads[iRes] = need[iRes] ? dy.reshape(dy.shape) : undefined;
+      return grads;
     },
   });
   if (!v.node) h.release();

@@ -71,42 +71,50 @@ export interface MatmulOpOptions {
   bias?: Var;
   activation?: Activation;
   alpha?: number;
+  /** Added after the activation in the GEMM's epilogue (a skip connection); its gradient is dy. */
+  residual?: Var;
 }
 
-/** Y = act(alpha · op(A)·op(B) + bias). With an activation the pre-activation is kept for backward. */
+/** Y = act(alpha · op(A)·op(B) + bias) [+ residual]. With an activation the pre-activation is kept for backward. */
 export function matmul(a: Var, b: Var, opts: MatmulOpOptions = {}): Var {
-  const { bias, activation = 'none', ...rest } = opts;
+  const { bias, activation = 'none', residual, ...rest } = opts;
   const kopts = { ...rest, bias: bias?.value, activation };
-  const inputs = bias ? [a, b, bias] : [a, b];
+  const inputs = [a, b, ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
+  const iBias = bias ? 2 : -1;
+  const iRes = residual ? inputs.length - 1 : -1;
   const tracked = inputs.some((i) => i.needsGrad);
+  const grads = (g: { da?: Tensor; db?: Tensor; dbias?: Tensor }, dy: Tensor, need: boolean[]) => {
+    const out: (Tensor | undefined)[] = [g.da, g.db];
+    if (iBias >= 0) out[iBias] = need[iBias] ? g.dbias : (g.dbias?.release(), undefined);
+    else g.dbias?.release();
+    if (iRes >= 0) out[iRes] = need[iRes] ? dy.reshape(dy.shape) : undefined;
+    return out;
+  };
   if (activation === 'none' || !tracked) {
-    return track(matmulKernel(a.value, b.value, kopts), {
+    return track(matmulKernel(a.value, b.value, { ...kopts, residual: residual?.value }), {
       op: 'matmul',
       inputs,
       save: () => [keep(a), keep(b)],
-      backward: (dy, [sa, sb], need) => {
-        const g = matmulBackward(sa, sb, dy, { ...kopts, bias: bias?.value, needA: need[0], needB: need[1] });
-        return [g.da, g.db, need[2] ? g.dbias : (g.dbias?.release(), undefined)];
-      },
+      // The bias is passed on only when it needs a gradient (a frozen bias costs no column sums).
+      backward: (dy, [sa, sb], need) =>
+        grads(matmulBackward(sa, sb, dy, { ...kopts, bias: need[iBias] ? kopts.bias : undefined, needA: need[0], needB: need[1] }), dy, need),
     });
   }
-  const { y, pre } = matmulWithPre(a.value, b.value, kopts);
+  const { y, pre } = matmulWithPre(a.value, b.value, { ...kopts, residual: residual?.value });
   return track(y, {
     op: `matmul+${activation}`,
     inputs,
     save: () => [keep(a), keep(b), pre],
-    backward: (dy, [sa, sb, sp], need) => {
-      const g = matmulBackward(sa, sb, dy, { ...kopts, pre: sp, needA: need[0], needB: need[1] });
-      return [g.da, g.db, need[2] ? g.dbias : (g.dbias?.release(), undefined)];
-    },
+    backward: (dy, [sa, sb, sp], need) =>
+      grads(matmulBackward(sa, sb, dy, { ...kopts, bias: need[iBias] ? kopts.bias : undefined, pre: sp, needA: need[0], needB: need[1] }), dy, need),
   });
 }
 
-/** y = x·Wᵀ + b (PyTorch Linear: W [out, in]). */
-export function linear(x: Var, weight: Var, bias?: Var, activation: Activation = 'none'): Var {
+/** y = x·Wᵀ + b [+ residual] (PyTorch Linear: W [out, in]). */
+export function linear(x: Var, weight: Var, bias?: Var, activation: Activation = 'none', residual?: Var): Var {
   if (x.shape.at(-1) !== weight.shape[1])
     throw new ShapeError(`linear: x ${shapeStr(x.shape)} last dim must equal weight ${shapeStr(weight.shape)} in-features`);
-  return matmul(x, weight, { transB: true, bias, activation });
+  return matmul(x, weight, { transB: true, bias, activation, residual });
 }
 
 export function sum(x: Var, axis: number, keepDims = false): Var {

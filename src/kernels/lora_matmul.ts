@@ -77,10 +77,12 @@ export function loraLinearWithH(
   A: Tensor,
   B: Tensor,
   scale: number,
-  o: LoraOptions = {},
+  o: LoraOptions & { /** Added to y in the GEMM's epilogue (a skip connection), shaped like y. */ residual?: Tensor } = {},
 ): { y: Tensor; h: Tensor } {
   const op = o.label ?? 'loraLinear';
   const d = dims(op, x, W, A, B, bias);
+  if (o.residual && (o.residual.rank !== d.lead.length + 1 || o.residual.shape.some((v, i) => v !== [...d.lead, d.N][i])))
+    throw new ShapeError(`${op}: residual ${shapeStr(o.residual.shape)} must have y's shape ${shapeStr([...d.lead, d.N])}`);
   const x2 = x.reshape([d.M, d.K]);
   const h = lowRank(x2, A, d, scale, o, `${op}.h`);
   const { y } = gemm({
@@ -92,6 +94,7 @@ export function loraLinearWithH(
     b: { t: W, trans: true, batchStride: 0 },
     pair2: { K2: d.r, a: { t: h, trans: false, batchStride: 0 }, b: { t: B, trans: true, batchStride: 0 } },
     bias: bias ?? undefined,
+    residual: o.residual,
     outShape: [...d.lead, d.N],
     label: op,
     tile: o.tile,

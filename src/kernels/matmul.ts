@@ -1,7 +1,7 @@
 // Matrix multiplication (kernels/matmul.wgsl): batched, optional transposes, fused alpha / bias / activation
 // epilogue, and a second operand pair accumulated into the same output (used by LoRA, src/kernels/lora_matmul.ts).
 //
-//   matmul(a, b, opts)          Y = act(alpha · op(A)·op(B) + bias)
+//   matmul(a, b, opts)          Y = act(alpha · op(A)·op(B) + bias) [+ residual]
 //   matmulWithPre(a, b, opts)   the same, also returning the pre-activation Z = alpha · op(A)·op(B) + bias
 //   matmulBackward(a, b, dy, opts)  {da, db, dbias}; with an activation it needs Z: pass `pre` (from
 //                                   matmulWithPre) or it is recomputed with one extra GEMM.
@@ -73,6 +73,7 @@ export type MatmulVariant = {
   readonly transA2: boolean;
   readonly transB2: boolean;
   readonly bias: boolean;
+  readonly res: boolean;
   readonly act: number;
   readonly vec4: boolean;
 };
@@ -89,6 +90,7 @@ export const matmulKernel = new Kernel<MatmulVariant>({
     { name: 'bias', kind: 'read' },
     { name: 'y', kind: 'read_write' },
     { name: 'pre', kind: 'read_write' },
+    { name: 'res', kind: 'read' },
   ],
   uniforms: [
     ['M', 'u32'],
@@ -122,6 +124,7 @@ export const matmulKernel = new Kernel<MatmulVariant>({
     TRANS_A2: Number(v.transA2),
     TRANS_B2: Number(v.transB2),
     HAS_BIAS: Number(v.bias),
+    HAS_RES: Number(v.res),
     ACT: v.act,
     VEC4: Number(v.vec4),
   }),
@@ -240,6 +243,8 @@ export interface GemmCall {
   readonly activation?: Activation;
   readonly alpha?: number;
   readonly storePre?: boolean;
+  /** Added after the activation; shaped like the output. */
+  readonly residual?: Tensor;
   readonly outShape: Shape;
   readonly label: string;
   readonly tile?: MatmulTile;
@@ -293,6 +298,7 @@ export function gemmVariant(gpu: Gpu, c: GemmCall): MatmulVariant {
     transA2: p2?.a.trans ?? false,
     transB2: p2?.b.trans ?? false,
     bias: !!c.bias,
+    res: !!c.residual,
     act: ACT_IDS[c.activation ?? 'none'],
     vec4,
   };
@@ -374,6 +380,7 @@ function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
       bias: c.bias ?? c.a.t,
       y,
       pre: pre ?? scratchFor(gpu),
+      res: c.residual ?? c.a.t,
     },
     workgroups: [x, x === 0 ? 0 : Math.ceil(total / x), c.batch],
     label: c.label,
@@ -395,6 +402,8 @@ export interface MatmulOptions {
   scalar?: boolean;
   /** K-slices (default: splitKFor; 1 disables). */
   splitK?: number;
+  /** Added after the activation (a skip connection), shaped like the output. */
+  residual?: Tensor;
   label?: string;
 }
 
@@ -437,6 +446,13 @@ function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   return { M, N, K: Ka, batch: folded ? 1 : nOut, na, nb, outShape: [...batchShape, M, N], folded };
 }
 
+function checkResidual(op: string, residual: Tensor | undefined, outShape: Shape): void {
+  if (!residual) return;
+  requireDType(op, 'f32', residual);
+  if (residual.shape.length !== outShape.length || residual.shape.some((d, i) => d !== outShape[i]))
+    throw new ShapeError(`${op}: residual ${shapeStr(residual.shape)} must have the output shape ${shapeStr(outShape)}`);
+}
+
 function checkOperands(op: string, a: Tensor, b: Tensor, bias: Tensor | undefined, N: number): void {
   requireDType(op, 'f32', a, b, ...(bias ? [bias] : []));
   requireSameGpu(op, a, b, ...(bias ? [bias] : []));
@@ -450,6 +466,7 @@ function run(a: Tensor, b: Tensor, opts: MatmulOptions, storePre: boolean): { y:
   const transB = !!opts.transB;
   const p = plan(op, a, b, transA, transB);
   checkOperands(op, a, b, opts.bias, p.N);
+  checkResidual(op, opts.residual, p.outShape);
   const M = p.folded ? p.M * p.na : p.M;
   return gemm({
     M,
@@ -467,6 +484,7 @@ function run(a: Tensor, b: Tensor, opts: MatmulOptions, storePre: boolean): { y:
     tile: opts.tile,
     scalar: opts.scalar,
     splitK: opts.splitK,
+    residual: opts.residual,
   });
 }
 

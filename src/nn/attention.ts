@@ -1,6 +1,6 @@
 // diffusers Attention (AttnProcessor2_0 semantics) and the GEGLU FeedForward of BasicTransformerBlock.
 import { attention, geglu } from '../autograd/nn_ops.js';
-import { linear } from '../autograd/ops.js';
+import { add, linear } from '../autograd/ops.js';
 import type { Var } from '../autograd/tape.js';
 import type { Tensor } from '../tensor.js';
 import { frozenView, stackRows } from './fused.js';
@@ -60,7 +60,7 @@ export class Attention extends Module {
    * x [B, N, queryDim], context [B, M, crossAttentionDim] (cross) → [B, N, queryDim]. kv: this block's K / V already
    * computed (cross-attention batched over blocks); otherwise to_k / to_v run here.
    */
-  forward(x: Var, context?: Var, kv?: KvSlice): Var {
+  forward(x: Var, context?: Var, kv?: KvSlice, residual?: Var): Var {
     const opts = { heads: this.heads, label: this.name };
     const inner = this.heads * this.headDim;
     let o: Var;
@@ -83,9 +83,15 @@ export class Attention extends Module {
       const v = this.toV.forward(src);
       o = attention(q, k, v, opts);
     }
+    return this.output(o, residual);
+  }
+
+  /** to_out.0 (+ residual, fused into its epilogue unless a probe wants this module's own output). */
+  private output(o: Var, residual?: Var): Var {
+    if (residual && !this.ctx.wants(this.name)) return this.toOut.forward(o, 'none', residual);
     const y = this.toOut.forward(o);
     this.ctx.emit(this.name, y);
-    return y;
+    return residual ? add(y, residual) : y;
   }
 }
 
@@ -101,9 +107,12 @@ export class FeedForward extends Module {
     this.out = new Linear(ctx, this.path('net.2'), inner, dim);
   }
 
-  forward(x: Var): Var {
-    const y = this.out.forward(geglu(this.proj.forward(x)));
+  /** + residual (fused into ff.net.2's epilogue unless a probe wants this module's own output). */
+  forward(x: Var, residual?: Var): Var {
+    const hidden = geglu(this.proj.forward(x));
+    if (residual && !this.ctx.wants(this.name)) return this.out.forward(hidden, 'none', residual);
+    const y = this.out.forward(hidden);
     this.ctx.emit(this.name, y);
-    return y;
+    return residual ? add(y, residual) : y;
   }
 }

@@ -1,6 +1,6 @@
 // Linear (PyTorch layout: weight [out, in], y = x·Wᵀ + b) with an optional LoRA adapter.
 import { type LoraWeights, loraLinear } from '../autograd/lora_ops.js';
-import { linear, unaryOp } from '../autograd/ops.js';
+import { add, linear, unaryOp } from '../autograd/ops.js';
 import type { Var } from '../autograd/tape.js';
 import type { Activation } from '../kernels/matmul.js';
 import { type LoraTarget, type ModelContext, Module, type Param } from './module.js';
@@ -23,12 +23,16 @@ export class Linear extends Module implements LoraTarget {
     ctx.loraTargets.set(name, this);
   }
 
-  /** x [..., in] → [..., out], with an activation fused into the GEMM epilogue where no adapter is attached. */
-  forward(x: Var, activation: Activation = 'none'): Var {
+  /**
+   * x [..., in] → [..., out] (+ residual, shaped like the output: a skip connection added in the GEMM's epilogue),
+   * with an activation fused into the epilogue where no adapter is attached.
+   */
+  forward(x: Var, activation: Activation = 'none', residual?: Var): Var {
     if (this.lora) {
-      const y = loraLinear(x, this.weight.v, this.bias?.v, this.lora, this.name);
-      return activation === 'none' ? y : unaryOp(activation, y);
+      if (activation === 'none') return loraLinear(x, this.weight.v, this.bias?.v, this.lora, this.name, residual);
+      const y = unaryOp(activation, loraLinear(x, this.weight.v, this.bias?.v, this.lora, this.name));
+      return residual ? add(y, residual) : y;
     }
-    return linear(x, this.weight.v, this.bias?.v, activation);
+    return linear(x, this.weight.v, this.bias?.v, activation, residual);
   }
 }

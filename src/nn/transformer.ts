@@ -39,11 +39,12 @@ export class BasicTransformerBlock extends Module {
     return y;
   }
 
+  // The residual adds go into the output projections' epilogues (no separate pass over the activations).
   private run(h: Var, context: Var, kv?: KvSlice): Var {
     return tidy(() => {
-      let x = add(h, this.attn1.forward(this.norm1.forward(h)));
-      x = add(x, this.attn2.forward(this.norm2.forward(x), context, kv));
-      return add(x, this.ff.forward(this.norm3.forward(x)));
+      let x = this.attn1.forward(this.norm1.forward(h), undefined, undefined, h);
+      x = this.attn2.forward(this.norm2.forward(x), context, kv, x);
+      return this.ff.forward(this.norm3.forward(x), x);
     });
   }
 }
