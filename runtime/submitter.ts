@@ -16,6 +16,8 @@ export class Submitter {
   private encoder?: GPUCommandEncoder;
   private pass?: GPUComputePassEncoder;
   private count = 0;
+  /** Dispatches recorded since creation (tests and benchmarks count work with it). */
+  dispatchCount = 0;
   private labels: string[] = [];
   /** Errors seen by the batch error scopes, thrown at the next sync. */
   private errors: Promise<GPUError | null>[] = [];
@@ -61,6 +63,7 @@ export class Submitter {
     }
     this.labels.push(d.label);
     this.count++;
+    this.dispatchCount++;
     if (this.immediate || this.count >= this.batchSize || this.profiler?.full) this.flush();
   }
 

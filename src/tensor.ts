@@ -26,6 +26,8 @@ function checkShape(shape: Shape, what: string): void {
 
 class Storage {
   refs = 1;
+  /** Bumped by host writes into the buffer (caches of derived results compare it). */
+  version = 0;
   constructor(
     readonly gpu: Gpu,
     readonly pooled: PooledBuffer,
@@ -94,6 +96,11 @@ export class Tensor {
     return Math.max(4, Math.ceil(this.bytes / 4) * 4);
   }
 
+  /** Changes with every write() into this tensor's storage (views share it). */
+  get version(): number {
+    return this.storage.version;
+  }
+
   write(data: ArrayLike<number>): void {
     this.assertLive();
     if (data.length !== this.size)
@@ -107,6 +114,7 @@ export class Tensor {
     }
     // writeBuffer needs a multiple of 4 bytes.
     const len = Math.ceil(bytes.byteLength / 4) * 4;
+    this.storage.version++;
     this.gpu.write(this.buffer, 0, new Uint8Array(bytes.buffer, bytes.byteOffset, len));
   }
 

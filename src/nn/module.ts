@@ -53,7 +53,10 @@ export interface CheckpointOptions {
 export interface WeightCacheOptions {
   /** Self-attention to_q / to_k / to_v as one GEMM on a stacked [3C, C] weight (+1.2 GB). Default true. */
   fuseQkv: boolean;
-  /** Every cross-attention's to_k / to_v as one GEMM over the text context per forward (+1.3 GB). Default true. */
+  /**
+   * Every cross-attention's to_k / to_v as one GEMM over the text context per forward (+1.3 GB), whose K / V are
+   * kept for the next forward with the same unchanged context tensor (sampler steps; +51 MB). Default true.
+   */
   batchCrossKv: boolean;
   /** Conv weights packed once for the forward kernel instead of per call (+ the conv weights' size). Default true. */
   packConvForward: boolean;

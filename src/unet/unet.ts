@@ -173,6 +173,7 @@ export class UNet2DConditionModel extends Module {
 
   /** Frees every parameter and adapter. */
   dispose(): void {
+    this.crossKv.forget();
     clearLora(this.ctx);
     this.ctx.clearDerived();
     for (const p of this.ctx.params.values()) {
