@@ -282,7 +282,7 @@ fn activate(x: vec4f) -> vec4f {
 }
 
 // Epilogue of 4 outputs (row m, columns n .. n+3): alpha, bias, optional pre-activation store, activation, residual,
-// store. Split-K slices z > 0 add neither bias nor residual (firstZOnly): slice 0 carries them into the sum.
+// store. Split-K (firstZOnly): slice 0 carries the bias into the sum; sum_slices adds the residual.
 fn emit(m: u32, n: u32, z: u32, sum: vec4f) {
   if (m >= params.M || n >= params.N) { return; }
   var v = params.alpha * sum;
@@ -290,7 +290,7 @@ fn emit(m: u32, n: u32, z: u32, sum: vec4f) {
   let e = z * params.batchY + m * params.N + n;
   if (params.storePre != 0u) { store4(true, e, n, v); }
   var out = activate(v);
-  if (HAS_RES && (z == 0u || params.firstZOnly == 0u)) { out += fetch4(BUF_RES, e, n, params.N, true); }
+  if (HAS_RES && params.firstZOnly == 0u) { out += fetch4(BUF_RES, e, n, params.N, true); }
   store4(false, e, n, out);
 }
 
@@ -361,4 +361,16 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     emitRow(6u, m0, n0, tx, ty, z);
     emitRow(7u, m0, n0, tx, ty, z);
   }
+}
+
+// Split-K: y[i] = Σ_z y_z[i] over params.K slices of params.M elements (Elems: vec4s in VEC4 mode) [+ res[i]].
+@compute @workgroup_size(256)
+fn sum_slices(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+  if (i >= params.M) { return; }
+  var acc = a[i];
+  for (var z = 1u; z < params.K; z++) { acc += a[z * params.M + i]; }
+  if (HAS_RES) { acc += res[i]; }
+  y[i] = acc;
 }

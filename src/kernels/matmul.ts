@@ -18,6 +18,7 @@ import { ShapeError } from '../../runtime/errors.js';
 import { type Shape, Tensor, numel, shapeStr } from '../tensor.js';
 import { broadcastShapes, requireDType, requireSameGpu } from './checks.js';
 import { UNARY_OPS, unaryBackward } from './elementwise.js';
+import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
 import { sumTo } from './reduce.js';
 
@@ -80,7 +81,7 @@ export type MatmulVariant = {
 
 export const matmulKernel = new Kernel<MatmulVariant>({
   name: 'matmul',
-  entryPoints: ['matmul'],
+  entryPoints: ['matmul', 'sum_slices'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'a', kind: 'read' },
@@ -329,14 +330,45 @@ export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
       label: `${c.label}.splitK${s}`,
       tile,
     }).y;
-    const sum = sumTo(partial, [c.M, c.N]);
+    const y = sumSlices(partial, s, c.outShape, c.residual, `${c.label}.splitK_sum`);
     partial.release();
-    const y = sum.reshape(c.outShape);
-    sum.release();
     return { y };
   }
   return gemmOnce({ ...c, tile });
 }
+
+/** Σ over the leading `slices` of partial [slices, ...] (+ residual), shaped outShape: one pass, vec4 where aligned. */
+function sumSlices(partial: Tensor, slices: number, outShape: Shape, residual: Tensor | undefined, label: string): Tensor {
+  const gpu = partial.gpu;
+  const count = partial.size / slices;
+  const vec4 = count % 4 === 0;
+  const y = Tensor.empty(gpu, outShape, 'f32', label);
+  const variant: MatmulVariant = { ...SUM_VARIANT, res: !!residual, vec4 };
+  const n = vec4 ? count / 4 : count;
+  matmulKernel.run(gpu, {
+    entry: 'sum_slices',
+    variant,
+    params: { M: n, N: 0, K: slices, K2: 0, batchA: 0, batchB: 0, batchA2: 0, batchB2: 0, batchY: 0, tilesM: 0, tilesN: 0, alpha: 1, storePre: 0, ldA: 0, ldB: 0, firstZOnly: 0 },
+    buffers: { a: partial, b: partial, a2: partial, b2: partial, bias: partial, y, pre: partial, res: residual ?? partial },
+    workgroups: grid1d(gpu, n),
+    label,
+  });
+  return y;
+}
+
+/** sum_slices reads only VEC4 and HAS_RES: one fixed variant otherwise (the small tile's geometry). */
+const SUM_VARIANT: MatmulVariant = {
+  ...MATMUL_TILES.small,
+  transA: false,
+  transB: false,
+  pair2: false,
+  transA2: false,
+  transB2: false,
+  bias: false,
+  res: false,
+  act: ACT_IDS.none,
+  vec4: false,
+};
 
 function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
   const gpu = c.a.t.gpu;
