@@ -121,6 +121,7 @@ const cases: BenchCase[] = [
 // group; see AttentionTile). Shared bytes at headDim 64 in the comments.
 export const SWEEP_FORWARD: readonly AttentionTile[] = [
   { br: 64, bc: 16, tm: 4, tx: 4, sg: true }, //     attention_subgroup.wgsl: 64 threads, quads share 4 rows, 16 KiB
+  { br: 32, bc: 16, tm: 2, tx: 4, sg: true }, //     the same with 2 rows per quad (twice the workgroups)
   { br: 64, bc: 32, tm: 2, tx: 8, xp: 1 }, //       256 threads, 2×4 scores, conflict-free row reads, 46 KiB (default)
   { br: 64, bc: 32, tm: 1, tx: 8, xp: 1 }, //       512 threads, 1×4 scores, 46 KiB
   { br: 64, bc: 32, tm: 2, tx: 8, xp: 1, pp: 0 }, //  45 KiB
@@ -140,6 +141,7 @@ export const SWEEP_BACKWARD: readonly { dq: AttentionTile; dkdv: AttentionTile }
 const sweep = typeof process !== 'undefined' && process.env?.TCD_ATTENTION_SWEEP === '1';
 if (sweep) {
   for (const tile of SWEEP_FORWARD) cases.push(forwardCase(SELF_L1, false, undefined, { tile }, 'attention sweep'));
+  for (const tile of SWEEP_FORWARD.filter((t) => t.sg)) cases.push(forwardCase(SELF_L2, false, undefined, { tile }, 'attention sweep'));
   for (const t of SWEEP_BACKWARD)
     cases.push(backwardCase(SELF_L1, false, { tileDq: t.dq, tileDkdv: t.dkdv }, 'attention backward sweep'));
 }

@@ -304,7 +304,8 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
   };
   b.unet.gradientCheckpointing = mode === 'train-ckpt' ? { resnets: true, transformerBlocks: true } : {};
   // Checkpointing is the memory-lean mode: no packed copy of the conv weights (+1.33 GB for SDXL), packed per call.
-  b.unet.weightCaches = { packConvForward: mode !== 'train-ckpt' };
+  // The plain training step keeps the input-gradient packing too (+1.33 GB; 244 packing dispatches a step less).
+  b.unet.weightCaches = { packConvForward: mode !== 'train-ckpt', packConvInputGrad: mode === 'train' };
   const once = async (): Promise<{ out: Var; ms: number; hostMs: number }> => {
     const t = performance.now();
     const out = mode === 'forward' ? forward(b) : trainStep(b);

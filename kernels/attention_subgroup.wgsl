@@ -3,7 +3,8 @@
 //   O = softmax(Q·Kᵀ·scale [+ causal mask]) · V,  LSE = logsumexp of each row (natural log), as kernels/attention.wgsl
 //   `forward` computes them, with the same layout, strides, offsets and uniform block.
 //
-// A workgroup of 64 invocations owns BR = 64 queries. Each quad (4 adjacent invocations) owns 4 rows; invocation j of
+// A workgroup of 64 invocations owns FBR = 16·QROWS queries. Each quad (4 adjacent invocations) owns QROWS = 4 rows
+// (or 2: twice the workgroups for small problems, e.g. 1024 queries × 20 heads, where 4 rows leave SMs idle); invocation j of
 // the quad holds the d-vec4s j, j+4, j+8, j+12 of those rows' Q (pre-scaled, registers) and O (accumulators). Per key
 // it forms partial dot products over its 16 d and the quad adds them up with two xor shuffles, after which all four
 // hold the 4 rows' full scores: each keeps the row maxima and sums itself, and multiplies the probabilities into its
@@ -16,7 +17,8 @@
 
 enable subgroups;
 
-const BR: u32 = 64u;
+override QROWS: u32 = 4u;        // forward: rows per quad, 4 or 2
+override FBR: u32 = 16u * QROWS;  // forward: queries per workgroup
 const BC: u32 = 16u;
 const NEG_BIG: f32 = -3.0e38;
 const LN2: f32 = 0.6931471805599453;
@@ -79,11 +81,15 @@ fn partialScores(kb: u32, j: u32) -> vec4f {
   let k1 = KS[kb + j + 4u];
   let k2 = KS[kb + j + 8u];
   let k3 = KS[kb + j + 12u];
-  return vec4f(
+  var s = vec4f(
     dot(q00, k0) + dot(q01, k1) + dot(q02, k2) + dot(q03, k3),
     dot(q10, k0) + dot(q11, k1) + dot(q12, k2) + dot(q13, k3),
-    dot(q20, k0) + dot(q21, k1) + dot(q22, k2) + dot(q23, k3),
-    dot(q30, k0) + dot(q31, k1) + dot(q32, k2) + dot(q33, k3));
+    0.0, 0.0);
+  if (QROWS == 4u) {
+    s.z = dot(q20, k0) + dot(q21, k1) + dot(q22, k2) + dot(q23, k3);
+    s.w = dot(q30, k0) + dot(q31, k1) + dot(q32, k2) + dot(q33, k3);
+  }
+  return s;
 }
 
 // Full scores: the quad's sum of partial scores.
@@ -107,15 +113,19 @@ fn accumulate(p: vec4f, vb: u32, j: u32) {
   let v3 = VS[vb + j + 12u];
   o00 = fma(vec4f(p.x), v0, o00); o01 = fma(vec4f(p.x), v1, o01); o02 = fma(vec4f(p.x), v2, o02); o03 = fma(vec4f(p.x), v3, o03);
   o10 = fma(vec4f(p.y), v0, o10); o11 = fma(vec4f(p.y), v1, o11); o12 = fma(vec4f(p.y), v2, o12); o13 = fma(vec4f(p.y), v3, o13);
-  o20 = fma(vec4f(p.z), v0, o20); o21 = fma(vec4f(p.z), v1, o21); o22 = fma(vec4f(p.z), v2, o22); o23 = fma(vec4f(p.z), v3, o23);
-  o30 = fma(vec4f(p.w), v0, o30); o31 = fma(vec4f(p.w), v1, o31); o32 = fma(vec4f(p.w), v2, o32); o33 = fma(vec4f(p.w), v3, o33);
+  if (QROWS == 4u) {
+    o20 = fma(vec4f(p.z), v0, o20); o21 = fma(vec4f(p.z), v1, o21); o22 = fma(vec4f(p.z), v2, o22); o23 = fma(vec4f(p.z), v3, o23);
+    o30 = fma(vec4f(p.w), v0, o30); o31 = fma(vec4f(p.w), v1, o31); o32 = fma(vec4f(p.w), v2, o32); o33 = fma(vec4f(p.w), v3, o33);
+  }
 }
 
 fn rescale(a: vec4f) {
   o00 *= a.x; o01 *= a.x; o02 *= a.x; o03 *= a.x;
   o10 *= a.y; o11 *= a.y; o12 *= a.y; o13 *= a.y;
-  o20 *= a.z; o21 *= a.z; o22 *= a.z; o23 *= a.z;
-  o30 *= a.w; o31 *= a.w; o32 *= a.w; o33 *= a.w;
+  if (QROWS == 4u) {
+    o20 *= a.z; o21 *= a.z; o22 *= a.z; o23 *= a.z;
+    o30 *= a.w; o31 *= a.w; o32 *= a.w; o33 *= a.w;
+  }
 }
 
 fn max4(a: vec4f, b: vec4f, c: vec4f, d: vec4f) -> vec4f { return max(max(a, b), max(c, d)); }
@@ -132,20 +142,22 @@ fn storeRow(b: u32, row: u32, h: u32, j: u32, inv: f32, x0: vec4f, x1: vec4f, x2
 @compute @workgroup_size(64)
 fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let j = tid % 4u;
-  let q0 = wid.x * BR;
+  let q0 = wid.x * FBR;
   let h = wid.y;
   let b = wid.z;
-  let r = q0 + (tid / 4u) * 4u;  // the quad's first row
+  let r = q0 + (tid / 4u) * QROWS;  // the quad's first row
   let rows = vec4u(r, r + 1u, r + 2u, r + 3u);
   let sc = params.scaleLog2;
   q00 = qAt(b, r, h, j) * sc; q01 = qAt(b, r, h, j + 4u) * sc; q02 = qAt(b, r, h, j + 8u) * sc; q03 = qAt(b, r, h, j + 12u) * sc;
   q10 = qAt(b, r + 1u, h, j) * sc; q11 = qAt(b, r + 1u, h, j + 4u) * sc; q12 = qAt(b, r + 1u, h, j + 8u) * sc; q13 = qAt(b, r + 1u, h, j + 12u) * sc;
-  q20 = qAt(b, r + 2u, h, j) * sc; q21 = qAt(b, r + 2u, h, j + 4u) * sc; q22 = qAt(b, r + 2u, h, j + 8u) * sc; q23 = qAt(b, r + 2u, h, j + 12u) * sc;
-  q30 = qAt(b, r + 3u, h, j) * sc; q31 = qAt(b, r + 3u, h, j + 4u) * sc; q32 = qAt(b, r + 3u, h, j + 8u) * sc; q33 = qAt(b, r + 3u, h, j + 12u) * sc;
+  if (QROWS == 4u) {
+    q20 = qAt(b, r + 2u, h, j) * sc; q21 = qAt(b, r + 2u, h, j + 4u) * sc; q22 = qAt(b, r + 2u, h, j + 8u) * sc; q23 = qAt(b, r + 2u, h, j + 12u) * sc;
+    q30 = qAt(b, r + 3u, h, j) * sc; q31 = qAt(b, r + 3u, h, j + 4u) * sc; q32 = qAt(b, r + 3u, h, j + 8u) * sc; q33 = qAt(b, r + 3u, h, j + 12u) * sc;
+  }
 
   // Keys this block needs: all M, or under the causal mask those up to its last query.
   var kEnd = params.M;
-  if (params.causal != 0u) { kEnd = min(params.M, min(params.N, q0 + BR)); }
+  if (params.causal != 0u) { kEnd = min(params.M, min(params.N, q0 + FBR)); }
   let nT = (kEnd + BC - 1u) / BC;
 
   // Tile units: 16 keys × 16 vec4s of K and of V = 4 + 4 per invocation (unit u: key u / 16, vec4 u % 16).
@@ -214,15 +226,17 @@ fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   let inv = 1.0 / l;
   storeRow(b, r, h, j, inv.x, o00, o01, o02, o03);
   storeRow(b, r + 1u, h, j, inv.y, o10, o11, o12, o13);
-  storeRow(b, r + 2u, h, j, inv.z, o20, o21, o22, o23);
-  storeRow(b, r + 3u, h, j, inv.w, o30, o31, o32, o33);
+  if (QROWS == 4u) {
+    storeRow(b, r + 2u, h, j, inv.z, o20, o21, o22, o23);
+    storeRow(b, r + 3u, h, j, inv.w, o30, o31, o32, o33);
+  }
   if (j == 0u) {
     let lseRow = (m + log2(l)) * LN2;
     let base = (b * params.heads + h) * params.N;
     if (r < params.N) { lse[base + r] = lseRow.x; }
     if (r + 1u < params.N) { lse[base + r + 1u] = lseRow.y; }
-    if (r + 2u < params.N) { lse[base + r + 2u] = lseRow.z; }
-    if (r + 3u < params.N) { lse[base + r + 3u] = lseRow.w; }
+    if (QROWS == 4u && r + 2u < params.N) { lse[base + r + 2u] = lseRow.z; }
+    if (QROWS == 4u && r + 3u < params.N) { lse[base + r + 3u] = lseRow.w; }
   }
 }
 

@@ -207,6 +207,9 @@ describe('attention tiles', () => {
     for (const causal of [false, true]) await checkForward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, roll: false });
     await checkForward({ B: 1, N: 77, M: 77, heads: 1, hd: 64, causal: true, tile, roll: false });
     await checkForward({ B: 1, N: 130, M: 50, heads: 3, hd: 64, causal: true, tile, roll: false });
+    // 2 rows per quad (32 queries per workgroup).
+    const two = { br: 32, bc: 16, tm: 2, tx: 4, sg: true };
+    for (const causal of [false, true]) await checkForward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile: two, roll: false });
     expect(attentionTileProblem(gpu, 'bwd_dq', tile, 64)).toMatch(/subgroup \(sg\) tiles for bwd_dq are/);
     expect(attentionTileProblem(gpu, 'forward', tile, 32)).toMatch(/headDim 64/);
   });

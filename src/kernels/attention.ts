@@ -106,6 +106,12 @@ export const attentionKernel = new Kernel<AttentionVariant>({
   }),
 });
 
+/**
+ * Query rows (B·heads·N) up to which the subgroup forward gives each quad 2 rows instead of 4 (twice the workgroups).
+ * H100 sweep: see bench/attention.bench.ts.
+ */
+export const SUBGROUP_TWO_ROWS_MAX = 32768;
+
 /** The subgroup kernels' fixed geometry per entry (64 invocations each). */
 export const SUBGROUP_TILES: Record<AttentionEntry, AttentionTile> = {
   forward: { br: 64, bc: 16, tm: 4, tx: 4, sg: true },
@@ -224,8 +230,10 @@ export function attentionTileProblem(gpu: Gpu, entry: AttentionEntry, t: Attenti
   const d = derive(t, headDim);
   if (t.sg) {
     const want = SUBGROUP_TILES[entry];
-    if (t.br !== want.br || t.bc !== want.bc || t.tm !== want.tm || t.tx !== want.tx)
-      return `subgroup (sg) tiles for ${entry} are ${JSON.stringify(want)} (got ${JSON.stringify(t)})`;
+    const small = entry === 'forward' && t.br === 32 && t.tm === 2; // 2 rows per quad
+    if (!small && (t.br !== want.br || t.bc !== want.bc || t.tm !== want.tm || t.tx !== want.tx))
+      return `subgroup (sg) tiles for ${entry} are ${JSON.stringify(want)}${entry === 'forward' ? ' or {br: 32, tm: 2, …}' : ''} (got ${JSON.stringify(t)})`;
+    if (small && (t.bc !== 16 || t.tx !== 4)) return `subgroup (sg) forward tiles need bc 16 and tx 4 (got ${JSON.stringify(t)})`;
     return subgroupProblem(gpu, entry, headDim);
   }
   if (t.tm * d.TN > 64) return `tm·bc/tx = ${t.tm * d.TN} score registers exceed 64`;
@@ -396,7 +404,9 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
   const o = Tensor.empty(gpu, [g.B, g.N, C], 'f32', `${op}.o`);
   const lse = Tensor.empty(gpu, [g.B, g.heads, g.N], 'f32', `${op}.lse`);
   if (tile.sg) {
-    runAttentionSubgroup(gpu, 'forward', { buffers: { q, k, v, o, lse }, params: params(g), rows: g.N, heads: g.heads, B: g.B, label: `${op}.forward` });
+    // Chosen tile: 2 rows per quad where 4 would make too few workgroups to fill a large GPU.
+    const quadRows = opts.tile ? tile.tm : g.B * g.heads * g.N <= SUBGROUP_TWO_ROWS_MAX ? 2 : 4;
+    runAttentionSubgroup(gpu, 'forward', { buffers: { q, k, v, o, lse }, params: params(g), rows: g.N, heads: g.heads, B: g.B, label: `${op}.forward`, quadRows });
     return { o, lse };
   }
   attentionKernel.run(gpu, {

@@ -9,8 +9,8 @@ import { Kernel } from './kernel.js';
 
 export type SubgroupEntry = 'forward' | 'bwd_dq' | 'bwd_dkdv';
 
-/** Rows (queries; keys for dK/dV) per workgroup of 64 invocations: 16 quads of 4 rows (forward) or 2 (backward). */
-export const SUBGROUP_BLOCK_ROWS: Record<SubgroupEntry, number> = { forward: 64, bwd_dq: 32, bwd_dkdv: 32 };
+/** Rows (queries; keys for dK/dV) per quad: forward 4 (or 2, SubgroupRunArgs.quadRows), backward 2. 16 quads per workgroup. */
+export const SUBGROUP_QUAD_ROWS: Record<SubgroupEntry, number> = { forward: 4, bwd_dq: 2, bwd_dkdv: 2 };
 /** Workgroup storage: double-buffered tiles of 16 tokens × 64 floats of two operands (+ LSE and D for dK/dV). */
 export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
   forward: 2 * 2 * 16 * 64 * 4,
@@ -19,7 +19,8 @@ export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
 };
 const ENTRY: Record<SubgroupEntry, string> = { forward: 'forward_sg', bwd_dq: 'bwd_dq_sg', bwd_dkdv: 'bwd_dkdv_sg' };
 
-export const attentionSubgroupKernel = new Kernel<Record<string, never>>({
+/** rows: forward rows per quad (QROWS, 4 or 2); the backward entries ignore it. */
+export const attentionSubgroupKernel = new Kernel<{ readonly rows: number }>({
   name: 'attention_subgroup',
   entryPoints: ['forward_sg', 'bwd_dkdv_sg', 'bwd_dq_sg'],
   bindings: [
@@ -53,7 +54,7 @@ export const attentionSubgroupKernel = new Kernel<Record<string, never>>({
     ['kOff', 'u32'],
     ['vOff', 'u32'],
   ],
-  constants: () => ({}),
+  constants: (v) => ({ QROWS: v.rows }),
 });
 
 /** Why a subgroup kernel cannot run here at this headDim (null if it can). */
@@ -75,15 +76,19 @@ export interface SubgroupRunArgs {
   heads: number;
   B: number;
   label: string;
+  /** Forward: rows per quad, 4 (default) or 2 (twice the workgroups, for small problems). */
+  quadRows?: number;
 }
 
 export function runAttentionSubgroup(gpu: Gpu, entry: SubgroupEntry, a: SubgroupRunArgs): void {
+  const rows = entry === 'forward' ? (a.quadRows ?? 4) : SUBGROUP_QUAD_ROWS[entry];
+  if (rows !== 2 && rows !== 4) throw new Error(`attention ${entry}: ${rows} rows per quad (expected 2 or 4)`);
   attentionSubgroupKernel.run(gpu, {
     entry: ENTRY[entry],
-    variant: {},
+    variant: { rows: entry === 'forward' ? rows : 4 },
     params: a.params,
     buffers: a.buffers,
-    workgroups: [Math.ceil(a.rows / SUBGROUP_BLOCK_ROWS[entry]), a.heads, a.B],
+    workgroups: [Math.ceil(a.rows / (16 * rows)), a.heads, a.B],
     label: a.label,
   });
 }
