@@ -133,6 +133,7 @@ export function dryRunHost(opts: { limits?: Record<string, number>; features?: s
     createCommandEncoder: () => ({
       beginComputePass: pass,
       copyBufferToBuffer() {},
+      clearBuffer() {},
       resolveQuerySet() {},
       finish: () => ({}),
     }),

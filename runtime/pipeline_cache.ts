@@ -5,11 +5,24 @@ export type VariantValue = string | number | boolean;
 export type Variant = Readonly<Record<string, VariantValue>>;
 
 export function variantKey(kernel: string, entry: string, variant: Variant): string {
-  const fields = Object.keys(variant)
-    .sort()
-    .map((k) => [k, variant[k]]);
-  return JSON.stringify([kernel, entry, fields]);
+  const names = Object.keys(variant);
+  // Sorted field names, memoised per name list (a kernel's variants share one): the key is built per dispatch.
+  const listKey = names.join(',');
+  let sorted = SORTED_NAMES.get(listKey);
+  if (!sorted) {
+    sorted = [...names].sort();
+    SORTED_NAMES.set(listKey, sorted);
+  }
+  let key = `${kernel}|${entry}`;
+  for (const k of sorted) {
+    const v = variant[k];
+    // Strings are quoted so that no value can imitate a separator or another type.
+    key += `|${k}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`;
+  }
+  return key;
 }
+
+const SORTED_NAMES = new Map<string, string[]>();
 
 export class PipelineCache {
   private readonly map = new Map<string, GPUComputePipeline>();

@@ -74,8 +74,11 @@ export class Tensor {
     return t;
   }
 
+  /** Zero-filled, cleared on the GPU in order with the pending work (no host upload, no batch flush). */
   static zeros(gpu: Gpu, shape: Shape, dtype: DType = 'f32', label = 'zeros'): Tensor {
-    return Tensor.fromArray(gpu, new Float32Array(numel(shape)), shape, { dtype, label });
+    const t = Tensor.empty(gpu, shape, dtype, label);
+    if (t.size > 0) gpu.queue.clear(t.buffer, t.bindingBytes);
+    return t;
   }
 
   get size(): number {

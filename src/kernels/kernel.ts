@@ -213,22 +213,34 @@ export class Kernel<V extends Variant> {
   private packUniforms(params: Record<string, ParamValue>): ArrayBuffer {
     const u = this.uniform!;
     const buf = new ArrayBuffer(u.size);
-    const view = new DataView(buf);
-    const given = new Set(Object.keys(params));
+    const u32 = new Uint32Array(buf);
+    const i32 = new Int32Array(buf);
+    const f32 = new Float32Array(buf);
+    let n = 0;
     for (const f of u.fields) {
       const v = params[f.name];
       if (v === undefined) throw new Error(`kernel '${this.spec.name}': uniform '${f.name}' not given`);
-      given.delete(f.name);
-      const values = typeof v === 'number' ? [v] : v;
-      if (values.length > f.count) throw new Error(`kernel '${this.spec.name}': uniform '${f.name}' takes ${f.count} values, got ${values.length}`);
-      values.forEach((x, i) => {
-        const o = f.offset + 4 * i;
-        if (f.kind === 'u32') view.setUint32(o, x, true);
-        else if (f.kind === 'i32') view.setInt32(o, x, true);
-        else view.setFloat32(o, x, true);
-      });
+      n++;
+      const o = f.offset / 4;
+      if (typeof v === 'number') {
+        if (f.kind === 'u32') u32[o] = v;
+        else if (f.kind === 'i32') i32[o] = v;
+        else f32[o] = v;
+        continue;
+      }
+      if (v.length > f.count) throw new Error(`kernel '${this.spec.name}': uniform '${f.name}' takes ${f.count} values, got ${v.length}`);
+      for (let i = 0; i < v.length; i++) {
+        if (f.kind === 'u32') u32[o + i] = v[i];
+        else if (f.kind === 'i32') i32[o + i] = v[i];
+        else f32[o + i] = v[i];
+      }
     }
-    if (given.size) throw new Error(`kernel '${this.spec.name}': unknown uniforms ${[...given].join(', ')}`);
+    // Every given name was a field (fields were all found, so a count mismatch means extra names).
+    if (Object.keys(params).length !== n) {
+      const extra = Object.keys(params).filter((k) => !u.fields.some((f) => f.name === k));
+      throw new Error(`kernel '${this.spec.name}': unknown uniforms ${extra.join(', ')}`);
+    }
     return buf;
   }
+
 }
