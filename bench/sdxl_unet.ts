@@ -165,6 +165,8 @@ interface ModeResult {
   peak_bytes: number;
   /** Training: pool bytes of the AdamW moments (live for the whole step; part of baseline and peak). */
   optimizer_state_bytes?: number;
+  /** Bind groups per timed run: created vs reused from the cache. */
+  bind_groups?: { created: number; reused: number };
   /** Live + cached pool bytes after the runs: what the device holds. */
   footprint_bytes: number;
   output_finite: boolean | null;
@@ -326,6 +328,7 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
     await gpu.sync();
     gpu.pool.resetPeak();
     res.baseline_bytes = gpu.pool.report().currentBytes;
+    const bg0 = { hits: gpu.bindGroups.hits, misses: gpu.bindGroups.misses };
     const before = b.dry ? new Map(b.dry.stats.dispatchesByKernel) : undefined;
     if (b.dry) b.dry.stats.windowBinding = { bytes: 0, label: '' };
     for (let i = 0; i < o.steps; i++) {
@@ -339,6 +342,10 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
       res.all_ms.push(ms);
       progress(`${mode}: run ${i + 1}/${o.steps} ${ms.toFixed(1)} ms (host recording ${hostMs.toFixed(1)} ms)`);
     }
+    res.bind_groups = {
+      created: Math.round((gpu.bindGroups.misses - bg0.misses) / o.steps),
+      reused: Math.round((gpu.bindGroups.hits - bg0.hits) / o.steps),
+    };
     const rep = gpu.pool.report();
     res.peak_bytes = rep.peakBytes;
     if (mode !== 'forward' && b.moments) res.optimizer_state_bytes = b.moments.reduce((n, m) => n + sizeClass(m.m.bytes) + sizeClass(m.v.bytes), 0);
@@ -432,6 +439,7 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
       r.loss !== undefined ? `loss ${r.loss.toPrecision(5)}` : '',
       r.all_ms.length ? `runs [${r.all_ms.map((x) => x.toFixed(1)).join(', ')}] ms` : '',
       r.host_ms.length ? `host recording + submit ${median(r.host_ms).toFixed(1)} ms (median; the GPU works meanwhile)` : '',
+      r.bind_groups ? `bind groups per run: ${r.bind_groups.created} created, ${r.bind_groups.reused} reused` : '',
     ].filter(Boolean);
     lines.push(`\n${r.what}: ${extra.join('; ')}`);
     if (r.profile) {

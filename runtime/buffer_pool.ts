@@ -40,10 +40,19 @@ const MIB = 1 << 20;
 const LARGE = 16 * MIB;
 
 export class BufferPool {
+  /**
+   * Free buffers per size class, sorted by creation order (descending; the oldest at the end). acquire() takes the
+   * oldest free buffer of its class, so the buffers a sequence of acquires gets depend only on which buffers are free,
+   * not on the order they were released in: repeated steps bind the same buffers, and their bind groups are reused.
+   */
   private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly order = new WeakMap<GPUBuffer, number>();
+  private nextOrder = 0;
   /** Every buffer this pool created and has not destroyed (live or free), for destroyAll(). */
   private readonly created = new Set<GPUBuffer>();
   private readonly stats: PoolStats = { currentBytes: 0, peakBytes: 0, cachedBytes: 0, allocations: 0, reuses: 0 };
+  /** Called before buffers are destroyed (trim, destroyAll): caches holding buffers drop them. */
+  onDestroy?: () => void;
 
   constructor(
     private readonly device: GPUDevice,
@@ -62,6 +71,7 @@ export class BufferPool {
       buffer.label = label;
     } else {
       buffer = this.device.createBuffer({ size: capacity, usage: STORAGE_USAGE(), label });
+      this.order.set(buffer, this.nextOrder++);
       this.created.add(buffer);
       this.stats.allocations++;
     }
@@ -73,13 +83,23 @@ export class BufferPool {
   release(b: PooledBuffer): void {
     this.stats.currentBytes -= b.capacity;
     this.stats.cachedBytes += b.capacity;
-    const list = this.free.get(b.capacity);
-    if (list) list.push(b.buffer);
-    else this.free.set(b.capacity, [b.buffer]);
+    let list = this.free.get(b.capacity);
+    if (!list) this.free.set(b.capacity, (list = []));
+    // Sorted insert (descending creation order), so pop() yields the oldest free buffer.
+    const o = this.order.get(b.buffer) ?? 0;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.order.get(list[mid]) ?? 0) > o) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, b.buffer);
   }
 
   /** Destroys every cached (free) buffer. */
   trim(): void {
+    this.onDestroy?.();
     for (const list of this.free.values())
       for (const b of list) {
         b.destroy();
@@ -96,6 +116,7 @@ export class BufferPool {
    */
   destroyAll(): void {
     this.trim();
+    this.onDestroy?.();
     for (const b of this.created) b.destroy();
     this.created.clear();
   }

@@ -1,5 +1,6 @@
 // The Gpu: one adapter + device and the runtime services built on it (buffer pool, uniform arena, pipeline cache,
 // batched submission, profiler). Same interface in Node (dawn.node) and browsers (navigator.gpu).
+import { BindGroupCache } from './bind_group_cache.js';
 import { BufferPool } from './buffer_pool.js';
 import { GpuError, LimitError } from './errors.js';
 import { browserHost, type GpuHost, type HostOptions } from './host.js';
@@ -53,6 +54,7 @@ export interface AdapterSummary {
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines = new PipelineCache();
+  readonly bindGroups = new BindGroupCache();
   readonly queue: Submitter;
   private readonly uniforms: UniformArena;
   private profilerInstance?: Profiler;
@@ -67,6 +69,7 @@ export class Gpu {
     opts: GpuOptions,
   ) {
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
+    this.pool.onDestroy = () => this.bindGroups.clear();
     this.uniforms = new UniformArena(device, device.limits.minUniformBufferOffsetAlignment);
     const envImmediate = typeof process !== 'undefined' && process.env?.TCD_IMMEDIATE === '1';
     this.queue = new Submitter(device, this.uniforms, opts.batchSize ?? 64, opts.immediate ?? envImmediate);
@@ -106,20 +109,43 @@ export class Gpu {
     return new Gpu(host, adapter, device, opts);
   }
 
+  /**
+   * The device's limits as a plain object, read once: wrappers consult them per dispatch, and on dawn.node every
+   * property read of the native GPUSupportedLimits crosses into C++.
+   */
   get limits(): GPUSupportedLimits {
-    return this.device.limits;
+    if (!this.limitsCopy) {
+      const src = this.device.limits as unknown as Record<string, number>;
+      const copy: Record<string, number> = {};
+      // GPUSupportedLimits attributes live on the prototype (not own enumerable properties): walk it.
+      for (let o: object | null = src; o && o !== Object.prototype; o = Object.getPrototypeOf(o))
+        for (const k of Object.getOwnPropertyNames(o)) if (k !== 'constructor' && typeof src[k] === 'number') copy[k] = src[k];
+      for (const k of MAX_LIMITS) if (typeof src[k] === 'number') copy[k] = src[k];
+      this.limitsCopy = copy as unknown as GPUSupportedLimits;
+    }
+    return this.limitsCopy;
+  }
+  private limitsCopy?: GPUSupportedLimits;
+  private featureFlags?: { f16: boolean; subgroups: boolean; timestamps: boolean };
+  private get features(): { f16: boolean; subgroups: boolean; timestamps: boolean } {
+    this.featureFlags ??= {
+      f16: this.device.features.has('shader-f16'),
+      subgroups: this.device.features.has('subgroups'),
+      timestamps: this.device.features.has('timestamp-query'),
+    };
+    return this.featureFlags;
   }
   get hasF16(): boolean {
-    return this.device.features.has('shader-f16');
+    return this.features.f16;
   }
   get hasSubgroups(): boolean {
-    return this.device.features.has('subgroups');
+    return this.features.subgroups;
   }
   get hasTimestamps(): boolean {
-    return this.device.features.has('timestamp-query');
+    return this.features.timestamps;
   }
   get maxInvocations(): number {
-    return this.device.limits.maxComputeInvocationsPerWorkgroup;
+    return this.limits.maxComputeInvocationsPerWorkgroup;
   }
 
   summary(): AdapterSummary {

@@ -9,6 +9,8 @@ export interface Dispatch {
   label: string;
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
+  /** The uniform binding's offset into the arena (layouts with a uniform bind it with a dynamic offset). */
+  dynamicOffsets?: number[];
   workgroups: readonly [number, number, number];
 }
 
@@ -55,7 +57,8 @@ export class Submitter {
       this.pass = this.encoder.beginComputePass({ label: d.label, timestampWrites });
     }
     this.pass.setPipeline(d.pipeline);
-    this.pass.setBindGroup(0, d.bindGroup);
+    if (d.dynamicOffsets) this.pass.setBindGroup(0, d.bindGroup, d.dynamicOffsets);
+    else this.pass.setBindGroup(0, d.bindGroup);
     this.pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
     if (timestampWrites) {
       this.pass.end();

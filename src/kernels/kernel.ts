@@ -149,7 +149,12 @@ export class Kernel<V extends Variant> {
           return {
             binding: i,
             visibility: GPUShaderStage.COMPUTE,
-            buffer: { type: kind === 'uniform' ? 'uniform' : kind === 'read' ? 'read-only-storage' : 'storage' },
+            // The uniform binding takes a dynamic offset into the batch's uniform arena, so a bind group depends
+            // only on the storage buffers bound and can be reused (BindGroupCache).
+            buffer:
+              kind === 'uniform'
+                ? { type: 'uniform', hasDynamicOffset: true }
+                : { type: kind === 'read' ? 'read-only-storage' : 'storage' },
           };
         }),
       });
@@ -198,16 +203,34 @@ export class Kernel<V extends Variant> {
     for (const n of [x, y, z]) if (n > maxWg) throw new LimitError('maxComputeWorkgroupsPerDimension', n, maxWg, `dispatch of ${label}`);
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = this.pipeline(gpu, args.entry, args.variant);
-    const entries: GPUBindGroupEntry[] = this.entryBindings.get(args.entry)!.map((i) => {
+    const layout = this.bindGroupLayout(gpu, args.entry);
+    const bindings = this.entryBindings.get(args.entry)!;
+    let uniform: GPUBufferBinding | undefined;
+    const tensors: (Tensor | undefined)[] = [];
+    for (const i of bindings) {
       const b = this.spec.bindings[i];
-      if (b.kind === 'uniform') return { binding: i, resource: gpu.queue.pushUniforms(this.packUniforms(args.params ?? {})) };
+      if (b.kind === 'uniform') {
+        uniform = gpu.queue.pushUniforms(this.packUniforms(args.params ?? {}));
+        tensors.push(undefined);
+        continue;
+      }
       const t = args.buffers[b.name];
       if (!t) throw new Error(`kernel '${this.spec.name}': no tensor given for binding '${b.name}'`);
       gpu.checkBinding(t.bindingBytes, `tensor '${t.label}' bound as '${b.name}' of ${label}`);
-      return { binding: i, resource: { buffer: t.buffer, offset: 0, size: t.bindingBytes } };
-    });
-    const bindGroup = gpu.device.createBindGroup({ layout: this.bindGroupLayout(gpu, args.entry), entries, label });
-    gpu.queue.dispatch({ label, pipeline, bindGroup, workgroups: [x, y, z] });
+      tensors.push(t);
+    }
+    const bindGroup = gpu.bindGroups.get(layout, bindings, tensors, uniform, () =>
+      gpu.device.createBindGroup({
+        layout,
+        entries: bindings.map((i, k) => {
+          const t = tensors[k];
+          if (!t) return { binding: i, resource: { buffer: uniform!.buffer, offset: 0, size: uniform!.size } };
+          return { binding: i, resource: { buffer: t.buffer, offset: 0, size: t.bindingBytes } };
+        }),
+        label,
+      }),
+    );
+    gpu.queue.dispatch({ label, pipeline, bindGroup, dynamicOffsets: uniform ? [uniform.offset!] : undefined, workgroups: [x, y, z] });
   }
 
   private packUniforms(params: Record<string, ParamValue>): ArrayBuffer {
