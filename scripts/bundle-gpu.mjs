@@ -42,6 +42,8 @@ await build({
 symlinkSync('../../test/fixtures', join(out, 'tests', 'fixtures'));
 // Code under scripts/ finds them as '../test/fixtures' from its own file, which in a chunk is tests/test/fixtures.
 symlinkSync('../../test', join(out, 'tests', 'test'));
+// web/server.mjs (bundled into tests) resolves its inputs and out/ from the bundle's parent: mirror the repo there.
+for (const d of ['scripts', 'src', 'test']) symlinkSync(`../${d}`, join(out, d));
 if (existsSync(join(root, 'bench/run.ts')))
   await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
 // The whole-UNet benchmark (random weights; SDXL config and PyTorch anchors bundled in).

@@ -10,6 +10,7 @@ import { type ModelSource, ModelSourceError, dirSource, fetchSource, fileListSou
 import { PipelineLayoutError, checkLayout, readTokenizerFiles } from '../src/pipeline/model_folder.js';
 import { TcdSdxlPipeline } from '../src/pipeline/tcd_sdxl_pipeline.js';
 import { ClipTokenizer } from '../src/text/clip_tokenizer.js';
+import { makeTinySdxl } from '../scripts/make_tiny_sdxl.js';
 import { TINY_SDXL_URL, ensureTinySdxl, startServer } from '../web/server.mjs';
 import { testGpu } from './helpers.js';
 
@@ -18,7 +19,8 @@ let server: { url: string; close(): Promise<void> };
 let files: string[];
 
 beforeAll(async () => {
-  dir = await ensureTinySdxl();
+  // In-process generation: the bundled GPU-machine run has no tsx to spawn the script with.
+  dir = await ensureTinySdxl({ make: makeTinySdxl });
   server = await startServer();
   files = (await readdir(dir, { recursive: true, withFileTypes: true }))
     .filter((e) => e.isFile() && !e.name.startsWith('.'))

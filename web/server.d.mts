@@ -2,4 +2,4 @@
 export declare const TINY_SDXL_DIR: string;
 export declare const TINY_SDXL_URL: string;
 export declare function startServer(opts?: { port?: number; host?: string; log?: boolean }): Promise<{ url: string; close(): Promise<void> }>;
-export declare function ensureTinySdxl(opts?: { log?: (line: string) => void }): Promise<string>;
+export declare function ensureTinySdxl(opts?: { log?: (line: string) => void; make?: (dir: string) => Promise<unknown> }): Promise<string>;

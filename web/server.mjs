@@ -125,25 +125,29 @@ const TINY_INPUTS = ['scripts/make_tiny_sdxl.ts', 'src/nn/init.ts', 'test/fixtur
 /**
  * Writes out/tiny-sdxl with scripts/make_tiny_sdxl.ts (through tsx) unless it is there and was made from the current
  * generator (a stamp holds a hash of TINY_INPUTS). Written into a temporary folder and renamed, so a reader never
- * sees half a folder. Resolves to the folder.
+ * sees half a folder. Resolves to the folder. `make(dir)`: generate in-process instead (bundled tests, where tsx is
+ * not installed, pass make_tiny_sdxl's makeTinySdxl).
  */
-export async function ensureTinySdxl({ log = () => {} } = {}) {
+export async function ensureTinySdxl({ log = () => {}, make = undefined } = {}) {
   const hash = createHash('sha256');
   for (const f of TINY_INPUTS) hash.update(await readFile(join(root, f)));
   const want = hash.digest('hex').slice(0, 16);
   const stampFile = join(TINY_SDXL_DIR, '.stamp');
   if ((await readFile(stampFile, 'utf8').catch(() => '')).trim() === want) return TINY_SDXL_DIR;
   let tsx;
-  try {
-    tsx = import.meta.resolve('tsx');
-  } catch {
-    throw new Error('out/tiny-sdxl is missing and tsx (a dev dependency) is not installed to generate it: run npm install');
+  if (!make) {
+    try {
+      tsx = import.meta.resolve('tsx');
+    } catch {
+      throw new Error('out/tiny-sdxl is missing and tsx (a dev dependency) is not installed to generate it: run npm install');
+    }
   }
   const tmp = `${TINY_SDXL_DIR}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(dirname(tmp), { recursive: true });
   log(`generating ${relative(process.cwd(), TINY_SDXL_DIR)} (scripts/make_tiny_sdxl.ts) …`);
-  await new Promise((resolve, reject) => {
+  if (make) await make(tmp);
+  else await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', tsx, join(root, 'scripts/make_tiny_sdxl.ts'), tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
