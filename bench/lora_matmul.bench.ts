@@ -67,7 +67,11 @@ export const cases: BenchCase[] = [
   // SDXL attention projections at 64×64 latents (4096 tokens, 640 channels) and the 32×32 feed-forward input.
   forwardCase(4096, 640, 640, 64),
   forwardCase(4096, 1280, 5120, 64),
+  // SDXL's level-2 feed-forward (1024 tokens): ff.net.0.proj and ff.net.2 with their adapters.
+  forwardCase(1024, 1280, 10240, 64),
+  forwardCase(1024, 5120, 1280, 64),
   backwardCase(4096, 640, 640, 64),
+  backwardCase(1024, 5120, 1280, 64),
   forwardCase(256, 320, 320, 8, true),
   backwardCase(256, 320, 320, 8, true),
 ];

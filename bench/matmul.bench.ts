@@ -80,6 +80,8 @@ export const cases: BenchCase[] = [
   forwardCase({ M: 4096, K: 640, N: 640, transB: true, bias: true }),
   forwardCase({ M: 4096, K: 1280, N: 5120, transB: true, bias: true }),
   forwardCase({ M: 1024, K: 1280, N: 10240, transB: true, bias: true }),
+  // dX of SDXL's level-2 ff.net.2 (dY [1024, 1280] · W [1280, 5120]: B not transposed).
+  forwardCase({ M: 1024, K: 1280, N: 5120 }),
   forwardCase({ M: 77, K: 2048, N: 1280, transB: true, bias: true }),
   forwardCase({ M: 4096, K: 1280, N: 5120, transB: true, bias: true, activation: 'gelu_erf' }),
   backwardCase(4096, 640, 640),
