@@ -164,7 +164,8 @@ export async function ensureTinySdxl({ log = () => {}, make = undefined } = {}) 
   return TINY_SDXL_DIR;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+// Run as a script (not when bundled into another entry file, whose import.meta.url is argv[1] too).
+if (process.argv[1]?.endsWith("server.mjs") && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
     console.log('usage: node web/server.mjs [--port N] [--quiet]\n  serves the demo (http://127.0.0.1:N/) and the browser tests; N defaults to $PORT or 8080');
