@@ -330,13 +330,19 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     storeTile(1u, 0u, lid);
   }
   workgroupBarrier();
-  for (var t = 0u; t < nt1; t++) {
-    let more1 = t + 1u < nt1;
-    let more2 = !more1 && nt2 > 0u;
-    if (more1) { loadTile(0u, (t + 1u) * BK, m0, n0, z, lid); }
+  // Steady state of pair 1: every tile but the last prefetches the next pair-1 tile (no branches in the loop).
+  for (var t = 0u; t + 1u < nt1; t++) {
+    loadTile(0u, (t + 1u) * BK, m0, n0, z, lid);
+    computeTile(t % 2u, tx, ty);
+    storeTile(0u, (t + 1u) % 2u, lid);
+    workgroupBarrier();
+  }
+  // The last pair-1 tile, prefetching pair 2's first (peeled, so the loop above carries no pair-2 code).
+  if (nt1 > 0u) {
+    let t = nt1 - 1u;
+    let more2 = PAIR2 && nt2 > 0u;
     if (more2) { loadTile(1u, 0u, m0, n0, z, lid); }
     computeTile(t % 2u, tx, ty);
-    if (more1) { storeTile(0u, (t + 1u) % 2u, lid); }
     if (more2) { storeTile(1u, (t + 1u) % 2u, lid); }
     workgroupBarrier();
   }
