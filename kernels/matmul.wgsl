@@ -330,23 +330,32 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     storeTile(1u, 0u, lid);
   }
   workgroupBarrier();
-  // Steady state of pair 1: every tile but the last prefetches the next pair-1 tile (no branches in the loop).
-  for (var t = 0u; t + 1u < nt1; t++) {
-    loadTile(0u, (t + 1u) * BK, m0, n0, z, lid);
-    computeTile(t % 2u, tx, ty);
-    storeTile(0u, (t + 1u) % 2u, lid);
-    workgroupBarrier();
-  }
-  // The last pair-1 tile, prefetching pair 2's first (peeled, so the loop above carries no pair-2 code).
-  if (nt1 > 0u) {
-    let t = nt1 - 1u;
-    let more2 = PAIR2 && nt2 > 0u;
-    if (more2) { loadTile(1u, 0u, m0, n0, z, lid); }
-    computeTile(t % 2u, tx, ty);
-    if (more2) { storeTile(1u, (t + 1u) % 2u, lid); }
-    workgroupBarrier();
-  }
-  if (PAIR2) {
+  if (!PAIR2) {
+    // One pair: one loop (a single copy of the unrolled tile code measured fastest for plain GEMMs).
+    for (var t = 0u; t < nt1; t++) {
+      let more = t + 1u < nt1;
+      if (more) { loadTile(0u, (t + 1u) * BK, m0, n0, z, lid); }
+      computeTile(t % 2u, tx, ty);
+      if (more) { storeTile(0u, (t + 1u) % 2u, lid); }
+      workgroupBarrier();
+    }
+  } else {
+    // Two pairs: pair 1's steady state without per-tile branches, its last tile peeled (prefetching pair 2's first),
+    // then pair 2 (H100 LoRA 1024×1280×10240 r64: 1.17 → 1.01 ms against one loop switching pairs).
+    for (var t = 0u; t + 1u < nt1; t++) {
+      loadTile(0u, (t + 1u) * BK, m0, n0, z, lid);
+      computeTile(t % 2u, tx, ty);
+      storeTile(0u, (t + 1u) % 2u, lid);
+      workgroupBarrier();
+    }
+    if (nt1 > 0u) {
+      let t = nt1 - 1u;
+      let more2 = nt2 > 0u;
+      if (more2) { loadTile(1u, 0u, m0, n0, z, lid); }
+      computeTile(t % 2u, tx, ty);
+      if (more2) { storeTile(1u, (t + 1u) % 2u, lid); }
+      workgroupBarrier();
+    }
     for (var t = 0u; t < nt2; t++) {
       let g = nt1 + t;  // global tile index: its shared buffer is g % 2
       let more = t + 1u < nt2;
