@@ -230,10 +230,11 @@ export function attentionTileProblem(gpu: Gpu, entry: AttentionEntry, t: Attenti
   const d = derive(t, headDim);
   if (t.sg) {
     const want = SUBGROUP_TILES[entry];
-    const small = entry === 'forward' && t.br === 32 && t.tm === 2; // 2 rows per quad
+    // The fewer-rows variants: forward 2 rows per quad, backward 1.
+    const small = (entry === 'forward' && t.br === 32 && t.tm === 2) || (entry !== 'forward' && t.br === 16 && t.tm === 1);
     if (!small && (t.br !== want.br || t.bc !== want.bc || t.tm !== want.tm || t.tx !== want.tx))
-      return `subgroup (sg) tiles for ${entry} are ${JSON.stringify(want)}${entry === 'forward' ? ' or {br: 32, tm: 2, …}' : ''} (got ${JSON.stringify(t)})`;
-    if (small && (t.bc !== 16 || t.tx !== 4)) return `subgroup (sg) forward tiles need bc 16 and tx 4 (got ${JSON.stringify(t)})`;
+      return `subgroup (sg) tiles for ${entry} are ${JSON.stringify(want)}${entry === 'forward' ? ' or {br: 32, tm: 2, …}' : ' or {br: 16, tm: 1, …}'} (got ${JSON.stringify(t)})`;
+    if (small && (t.bc !== 16 || t.tx !== 4)) return `subgroup (sg) tiles need bc 16 and tx 4 (got ${JSON.stringify(t)})`;
     return subgroupProblem(gpu, entry, headDim);
   }
   if (t.tm * d.TN > 64) return `tm·bc/tx = ${t.tm * d.TN} score registers exceed 64`;
@@ -479,8 +480,11 @@ export function attentionBackward(
     workgroups: grid1d(gpu, rows),
     label: `${op}.prep`,
   });
+  // Small problems: 1 row per quad (twice the workgroups), like the forward's 2-row tile; forced tiles say so by tm.
+  const small = g.B * g.heads * Math.max(g.N, g.M) <= SUBGROUP_TWO_ROWS_MAX;
+  const rowsOf = (forced: AttentionTile | undefined) => (forced ? forced.tm : small ? 1 : 2);
   const sgArgs = { buffers: bufs, params: params(g), heads: g.heads, B: g.B };
-  if (tileDkdv.sg) runAttentionSubgroup(gpu, 'bwd_dkdv', { ...sgArgs, rows: g.M, label: `${op}.dkdv` });
+  if (tileDkdv.sg) runAttentionSubgroup(gpu, 'bwd_dkdv', { ...sgArgs, rows: g.M, label: `${op}.dkdv`, quadRows: rowsOf(opts.tileDkdv) });
   else
     attentionKernel.run(gpu, {
       entry: 'bwd_dkdv',
@@ -490,7 +494,7 @@ export function attentionBackward(
       workgroups: [Math.ceil(g.M / vDkdv.br), g.heads, g.B],
       label: `${op}.dkdv`,
     });
-  if (tileDq.sg) runAttentionSubgroup(gpu, 'bwd_dq', { ...sgArgs, rows: g.N, label: `${op}.dq` });
+  if (tileDq.sg) runAttentionSubgroup(gpu, 'bwd_dq', { ...sgArgs, rows: g.N, label: `${op}.dq`, quadRows: rowsOf(opts.tileDq) });
   else
     attentionKernel.run(gpu, {
       entry: 'bwd_dq',

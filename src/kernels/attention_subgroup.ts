@@ -9,7 +9,7 @@ import { Kernel } from './kernel.js';
 
 export type SubgroupEntry = 'forward' | 'bwd_dq' | 'bwd_dkdv';
 
-/** Rows (queries; keys for dK/dV) per quad: forward 4 (or 2, SubgroupRunArgs.quadRows), backward 2. 16 quads per workgroup. */
+/** Default rows (queries; keys for dK/dV) per quad: forward 4, backward 2 (SubgroupRunArgs.quadRows). 16 quads per workgroup. */
 export const SUBGROUP_QUAD_ROWS: Record<SubgroupEntry, number> = { forward: 4, bwd_dq: 2, bwd_dkdv: 2 };
 /** Workgroup storage: double-buffered tiles of 16 tokens × 64 floats of two operands (+ LSE and D for dK/dV). */
 export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
@@ -19,8 +19,8 @@ export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
 };
 const ENTRY: Record<SubgroupEntry, string> = { forward: 'forward_sg', bwd_dq: 'bwd_dq_sg', bwd_dkdv: 'bwd_dkdv_sg' };
 
-/** rows: forward rows per quad (QROWS, 4 or 2); the backward entries ignore it. */
-export const attentionSubgroupKernel = new Kernel<{ readonly rows: number }>({
+/** rows: rows per quad (forward QROWS 4 or 2; backward BROWS 2 or 1); each entry reads its own constant. */
+export const attentionSubgroupKernel = new Kernel<{ readonly rows: number; readonly brows: number }>({
   name: 'attention_subgroup',
   entryPoints: ['forward_sg', 'bwd_dkdv_sg', 'bwd_dq_sg'],
   bindings: [
@@ -54,7 +54,7 @@ export const attentionSubgroupKernel = new Kernel<{ readonly rows: number }>({
     ['kOff', 'u32'],
     ['vOff', 'u32'],
   ],
-  constants: (v) => ({ QROWS: v.rows }),
+  constants: (v) => ({ QROWS: v.rows, BROWS: v.brows }),
 });
 
 /** Why a subgroup kernel cannot run here at this headDim (null if it can). */
@@ -76,16 +76,18 @@ export interface SubgroupRunArgs {
   heads: number;
   B: number;
   label: string;
-  /** Forward: rows per quad, 4 (default) or 2 (twice the workgroups, for small problems). */
+  /** Rows per quad: forward 4 (default) or 2, backward 2 (default) or 1; fewer rows, more workgroups (small problems). */
   quadRows?: number;
 }
 
 export function runAttentionSubgroup(gpu: Gpu, entry: SubgroupEntry, a: SubgroupRunArgs): void {
-  const rows = entry === 'forward' ? (a.quadRows ?? 4) : SUBGROUP_QUAD_ROWS[entry];
-  if (rows !== 2 && rows !== 4) throw new Error(`attention ${entry}: ${rows} rows per quad (expected 2 or 4)`);
+  const rows = a.quadRows ?? SUBGROUP_QUAD_ROWS[entry];
+  const allowed = entry === 'forward' ? [2, 4] : [1, 2];
+  if (!allowed.includes(rows)) throw new Error(`attention ${entry}: ${rows} rows per quad (expected ${allowed.join(' or ')})`);
   attentionSubgroupKernel.run(gpu, {
     entry: ENTRY[entry],
-    variant: { rows: entry === 'forward' ? rows : 4 },
+    // One pipeline per entry and row count: the constant an entry does not read stays at its default.
+    variant: entry === 'forward' ? { rows, brows: 2 } : { rows: 4, brows: rows },
     params: a.params,
     buffers: a.buffers,
     workgroups: [Math.ceil(a.rows / (16 * rows)), a.heads, a.B],
