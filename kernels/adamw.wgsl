@@ -8,6 +8,8 @@
 //   clip_coef:      one thread: coef_out[0] = min(1, max_norm / (‖g‖ + 1e-6)) from norm[0], rounded as torch rounds it
 //                   (reciprocal(‖g‖ + 1e-6) · max_norm, the reciprocal correctly rounded), so clipped gradients are
 //                   bit-identical to torch.nn.utils.clip_grad_norm_'s.
+//   adamw_pair:     adamw on two tensors in one dispatch (elements 0 .. n of p/g/m/v, then n2 of p2/g2/m2/v2): a LoRA
+//                   step updates ~1600 small tensors, and a dispatch each cost more than their arithmetic.
 //   adamw_clipped:  adamw with g scaled on the fly by coef[0] (clip_grad_norm_ then step without a pass over the
 //                   grads or a readback; the grads themselves stay unscaled).
 //   clip_scale:     grad ← grad · coef[0] in place (clip_grad_norm_'s own scaling).
@@ -23,6 +25,7 @@ struct Params {
   bc2Sqrt: f32,    // sqrt(1 − β2^t)
   eps: f32,
   maxNorm: f32,
+  n2: u32,         // adamw_pair: elements of the second tensor
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -34,6 +37,10 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> coef_out: array<f32>;
 @group(0) @binding(7) var<storage, read> coef: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(9) var<storage, read_write> p2: array<f32>;
+@group(0) @binding(10) var<storage, read> g2: array<f32>;
+@group(0) @binding(11) var<storage, read_write> m2: array<f32>;
+@group(0) @binding(12) var<storage, read_write> v2: array<f32>;
 
 fn flatIndex(wid: vec3u, nwg: vec3u, lid: u32) -> u32 { return (wid.y * nwg.x + wid.x) * 256u + lid; }
 
@@ -71,17 +78,22 @@ fn clip_coef() {
   coef_out[0] = min(div_rn(1.0, norm[0] + 1e-6) * params.maxNorm, 1.0);
 }
 
-fn update(i: u32, gi: f32) {
-  let pd = p[i] * params.decay;
+// One element: (p, m, v) after the step.
+fn adamStep(pi: f32, gi: f32, mi: f32, vi: f32) -> vec3f {
+  let pd = pi * params.decay;
   let w = params.lerpW;
-  let mi = m[i];
   // torch's lerp (both branches as its vectorised CPU and CUDA kernels compute them).
   let m1 = select(fma(w - 1.0, gi - mi, gi), fma(w, gi - mi, mi), abs(w) < 0.5);
-  let v1 = v[i] * params.beta2 + (params.omb2 * gi) * gi;
+  let v1 = vi * params.beta2 + (params.omb2 * gi) * gi;
   let denom = sqrt(v1) / params.bc2Sqrt + params.eps;
-  m[i] = m1;
-  v[i] = v1;
-  p[i] = pd + (-params.stepSize * m1) / denom;
+  return vec3f(pd + (-params.stepSize * m1) / denom, m1, v1);
+}
+
+fn update(i: u32, gi: f32) {
+  let r = adamStep(p[i], gi, m[i], v[i]);
+  m[i] = r.y;
+  v[i] = r.z;
+  p[i] = r.x;
 }
 
 @compute @workgroup_size(256)
@@ -89,6 +101,21 @@ fn adamw(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   update(i, g[i]);
+}
+
+@compute @workgroup_size(256)
+fn adamw_pair(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i < params.n) {
+    update(i, g[i]);
+    return;
+  }
+  let j = i - params.n;
+  if (j >= params.n2) { return; }
+  let r = adamStep(p2[j], g2[j], m2[j], v2[j]);
+  m2[j] = r.y;
+  v2[j] = r.z;
+  p2[j] = r.x;
 }
 
 @compute @workgroup_size(256)

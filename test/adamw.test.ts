@@ -82,9 +82,10 @@ describe('adamwStep', () => {
     norm.release();
   });
 
-  it('six steps with changing grads match the float64 reference (n = 1000 and n = 1, one zero grad)', async () => {
+  // Three tensors: the first two go through one adamw_pair dispatch, the third through adamw.
+  it('six steps with changing grads match the float64 reference (n = 1000, 1 and 37, one zero grad)', async () => {
     const hp = { lr: 1e-2, beta1: 0.8, beta2: 0.99, eps: 1e-6, weightDecay: 0.1 };
-    const sizes = [1000, 1];
+    const sizes = [1000, 1, 37];
     const p64 = sizes.map((n, k) => Float64Array.from(seeded(n, 60 + k)));
     const m64 = sizes.map((n) => new Float64Array(n));
     const v64 = sizes.map((n) => new Float64Array(n));

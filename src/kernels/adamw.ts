@@ -10,7 +10,7 @@ import { globalL2Norm } from './reduce.js';
 
 export const adamwKernel = new Kernel<Record<string, number>>({
   name: 'adamw',
-  entryPoints: ['adamw', 'adamw_clipped', 'clip_coef', 'clip_scale'],
+  entryPoints: ['adamw', 'adamw_pair', 'adamw_clipped', 'clip_coef', 'clip_scale'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'p', kind: 'read_write' },
@@ -21,6 +21,10 @@ export const adamwKernel = new Kernel<Record<string, number>>({
     { name: 'coef_out', kind: 'read_write' },
     { name: 'coef', kind: 'read' },
     { name: 'grad', kind: 'read_write' },
+    { name: 'p2', kind: 'read_write' },
+    { name: 'g2', kind: 'read' },
+    { name: 'm2', kind: 'read_write' },
+    { name: 'v2', kind: 'read_write' },
   ],
   uniforms: [
     ['n', 'u32'],
@@ -32,6 +36,7 @@ export const adamwKernel = new Kernel<Record<string, number>>({
     ['bc2Sqrt', 'f32'],
     ['eps', 'f32'],
     ['maxNorm', 'f32'],
+    ['n2', 'u32'],
   ],
 });
 
@@ -116,7 +121,7 @@ export function clipCoefficient(norm: Tensor, maxNorm: number): Tensor {
   adamwKernel.run(norm.gpu, {
     entry: 'clip_coef',
     variant: {},
-    params: { n: 1, ...NO_ADAM, maxNorm },
+    params: { n: 1, ...NO_ADAM, maxNorm, n2: 0 },
     buffers: { norm, coef_out: coef },
     workgroups: [1],
   });
@@ -133,13 +138,27 @@ export function adamwStep(slots: readonly AdamWSlot[], step: number, opts: AdamW
   slots.forEach(checkSlot);
   if (clip) for (const slot of slots) requireSameGpu('adamw', slot.param, clip.norm);
   const coef = clip && clipCoefficient(clip.norm, clip.maxNorm);
-  for (const slot of slots) {
+  for (let k = 0; k < slots.length; k++) {
+    const slot = slots[k];
     const gpu = slot.param.gpu;
     const n = slot.param.size;
+    const next = slots[k + 1];
+    if (!coef && next && next.param.gpu === gpu) {
+      // Two tensors per dispatch (same math; half the dispatches for a LoRA's many small tensors).
+      adamwKernel.run(gpu, {
+        entry: 'adamw_pair',
+        variant: {},
+        params: { n, ...s, maxNorm: 0, n2: next.param.size },
+        buffers: { p: slot.param, g: slot.grad, m: slot.m, v: slot.v, p2: next.param, g2: next.grad, m2: next.m, v2: next.v },
+        workgroups: grid1d(gpu, n + next.param.size),
+      });
+      k++;
+      continue;
+    }
     adamwKernel.run(gpu, {
       entry: coef ? 'adamw_clipped' : 'adamw',
       variant: {},
-      params: { n, ...s, maxNorm: 0 },
+      params: { n, ...s, maxNorm: 0, n2: 0 },
       buffers: { p: slot.param, g: slot.grad, m: slot.m, v: slot.v, ...(coef ? { coef } : {}) },
       workgroups: grid1d(gpu, n),
     });
@@ -156,7 +175,7 @@ export function scaleByClipCoef(grads: readonly Tensor[], norm: Tensor, maxNorm:
     adamwKernel.run(g.gpu, {
       entry: 'clip_scale',
       variant: {},
-      params: { n: g.size, ...NO_ADAM, maxNorm },
+      params: { n: g.size, ...NO_ADAM, maxNorm, n2: 0 },
       buffers: { coef, grad: g },
       workgroups: grid1d(g.gpu, g.size),
     });
