@@ -97,7 +97,11 @@ const SDXL_LINEARS: [number, number, number][] = [
   [1024, 1280, 1280], [1024, 1280, 3840], [1024, 1280, 10240], [1024, 5120, 1280],
   [4096, 640, 640], [4096, 640, 1920], [4096, 640, 5120], [4096, 2560, 640], [77, 2048, 1280],
 ];
-if (typeof process !== 'undefined' && process.env?.TCD_MATMUL_SWEEP === '1')
+if (typeof process !== 'undefined' && process.env?.TCD_MATMUL_SWEEP === '1') {
   for (const [M, K, N] of SDXL_LINEARS)
     for (const tile of Object.keys(MATMUL_TILES) as (keyof typeof MATMUL_TILES)[])
-      for (const splitK of [1, 2, 4]) cases.push(forwardCase({ M, K, N, transB: true, bias: true, tile, splitK }));
+      for (const splitK of tile === 'large' ? [1, 2, 4, 8] : [1, 2, 4]) cases.push(forwardCase({ M, K, N, transB: true, bias: true, tile, splitK }));
+  // Input gradients of the feed-forward (dY · W, W not transposed) on the large tile.
+  for (const [M, K, N] of [[1024, 10240, 1280], [1024, 1280, 5120]] as const)
+    for (const splitK of [1, 2, 4, 8]) cases.push(forwardCase({ M, K, N, tile: 'large', splitK }));
+}

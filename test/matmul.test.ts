@@ -174,15 +174,15 @@ describe('matmul forward', () => {
       const z = undefined as unknown as Tensor;
       return { M, N, K, batch: 1, a: { t: z, trans: true, batchStride: 0 }, b: { t: z, trans: false, batchStride: 0 }, outShape: [M, N], label: 's' };
     };
-    expect(splitKFor(call(7, 1024, 9), t)).toBe(4); // slices of 256 rows
+    expect(splitKFor(call(7, 1024, 9), t)).toBe(8); // slices of 128 rows
     expect(splitKFor(call(7, 600, 9), t)).toBe(2);
     expect(splitKFor(call(7, 601, 9), t)).toBe(1); // K odd: no even split
-    expect(splitKFor(call(7, 256, 9), t)).toBe(1);
-    expect(splitKFor(call(512, 1024, 512), t)).toBe(1); // enough tiles already
-    expect(splitKFor({ ...call(7, 1024, 9), b: { ...call(7, 1024, 9).b, trans: true } }, t)).toBe(4); // B K-contiguous
+    expect(splitKFor(call(7, 128, 9), t)).toBe(1); // slices would be shorter than 128
+    expect(splitKFor(call(512, 1024, 1024), t)).toBe(1); // enough tiles already
+    expect(splitKFor({ ...call(7, 1024, 9), b: { ...call(7, 1024, 9).b, trans: true } }, t)).toBe(8); // B K-contiguous
     expect(splitKFor({ ...call(7, 1024, 9), activation: 'silu' }, t)).toBe(1); // a nonlinear epilogue: no split
-    expect(splitKFor({ ...call(7, 1024, 9), bias: {} as Tensor }, t)).toBe(4); // the bias goes into slice 0
-    // Linear layers (x·Wᵀ): SDXL's 1024×1280×1280 takes the large tile in 4 slices, 1024×5120×1280 in 8; 240 large
+    expect(splitKFor({ ...call(7, 1024, 9), bias: {} as Tensor }, t)).toBe(8); // the bias goes into slice 0
+    // Linear layers (x·Wᵀ): SDXL's 1024×1280×1280 takes the large tile in 8 slices, 1024×5120×1280 in 8; 240 large
     // tiles (1024×1280×3840) are not split; 77 rows keep the small tile.
     const linear = (M: number, K: number, N: number): GemmCall => ({
       ...call(M, K, N),
@@ -190,7 +190,7 @@ describe('matmul forward', () => {
       b: { ...call(M, K, N).b, trans: true },
     });
     const L = MATMUL_TILES.large;
-    expect([gemmTile(gpu, linear(1024, 1280, 1280)), splitKFor(linear(1024, 1280, 1280), L)]).toEqual([L, 4]);
+    expect([gemmTile(gpu, linear(1024, 1280, 1280)), splitKFor(linear(1024, 1280, 1280), L)]).toEqual([L, 8]);
     expect([gemmTile(gpu, linear(1024, 5120, 1280)), splitKFor(linear(1024, 5120, 1280), L)]).toEqual([L, 8]);
     expect([gemmTile(gpu, linear(1024, 1280, 3840)), splitKFor(linear(1024, 1280, 3840), L)]).toEqual([L, 1]);
     expect(gemmTile(gpu, linear(77, 2048, 1280))).toEqual(t);

@@ -179,14 +179,18 @@ export function chooseMatmulTile(gpu: Gpu, M: number, N: number, batch = 1): Mat
 }
 
 /**
- * Split-K applies below this many workgroups and aims for the target, while each slice keeps at least SPLIT_K_MIN_K
- * of K. H100 sweep (TCD_MATMUL_SWEEP, large tile, ms): 1024×1280×1280 0.206 → 0.169 in 4 slices; 1024×5120×1280
- * 0.894 → 0.571; 4096×2560×640 0.646 → 0.522; but 1024×1280×3840 (240 tiles) 0.333 → 0.374 in 2.
+ * Split-K applies below this many workgroups (below SPLIT_K_BELOW_GROUPS_KN when B is stored [K, N], as in input
+ * gradients dY·W) and aims for the target, while each slice keeps at least SPLIT_K_MIN_K of K. H100 sweep
+ * (TCD_MATMUL_SWEEP, large tile, ms): 1024×1280×1280 0.213 → 0.154 in 8 slices; 1024×5120×1280 0.927 → 0.478 in 8;
+ * 4096×640×640 0.179 → 0.155 in 4; 4096×2560×640 0.697 → 0.475 in 4; dY·W 1024×10240×1280 1.76 → 0.883 in 8 and
+ * 1024×1280×5120 (320 tiles) 0.528 → 0.454 in 2; but 1024×1280×3840 (240 tiles) 0.358 → 0.378 in 2 and
+ * 1024×1280×10240 (640) 0.872 → 0.902.
  */
 const SPLIT_K_BELOW_GROUPS = 200;
+const SPLIT_K_BELOW_GROUPS_KN = 400;
 const SPLIT_K_TARGET_GROUPS = 512;
 /** ... while each split keeps at least this many K steps. */
-const SPLIT_K_MIN_K = 256;
+const SPLIT_K_MIN_K = 128;
 
 /**
  * How many K-slices a GEMM runs as (1: no split). Weight gradients (dW = Xᵀ·dY, LoRA's dA and dB) and LoRA's
@@ -198,7 +202,7 @@ const SPLIT_K_MIN_K = 256;
 export function splitKFor(c: GemmCall, tile: MatmulTile): number {
   if (c.batch !== 1 || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
   const tiles = tilesOf(tile, c.M, c.N);
-  if (tiles >= SPLIT_K_BELOW_GROUPS) return 1;
+  if (tiles >= (c.b.trans ? SPLIT_K_BELOW_GROUPS : SPLIT_K_BELOW_GROUPS_KN)) return 1;
   // vec4 access needs slice offsets on vec4 boundaries along K-contiguous rows: keep K/S a multiple of 4.
   let s = 1;
   while (tiles * s < SPLIT_K_TARGET_GROUPS && c.K % (8 * s) === 0 && c.K / (2 * s) >= SPLIT_K_MIN_K) s *= 2;
