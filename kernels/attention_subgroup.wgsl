@@ -75,6 +75,28 @@ fn vAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
   return select(vec4f(0.0), v[i], tok < params.M);
 }
 
+// A K / V tile of BC = 16 keys from key t0: 4 + 4 vec4 units per invocation (unit u = tid + 64·i: key u / 16, vec4
+// u % 16; consecutive invocations read consecutive vec4s of a key row), loaded into registers and stored separately,
+// so the next tile's loads are in flight while the current tile is computed.
+struct KvUnits { k0: vec4f, k1: vec4f, k2: vec4f, k3: vec4f, v0: vec4f, v1: vec4f, v2: vec4f, v3: vec4f }
+
+fn fetchKv(b: u32, t0: u32, h: u32, tid: u32) -> KvUnits {
+  let u1 = tid + 64u;
+  let u2 = tid + 128u;
+  let u3 = tid + 192u;
+  return KvUnits(
+    kAt(b, t0 + tid / 16u, h, tid % 16u), kAt(b, t0 + u1 / 16u, h, u1 % 16u),
+    kAt(b, t0 + u2 / 16u, h, u2 % 16u), kAt(b, t0 + u3 / 16u, h, u3 % 16u),
+    vAt(b, t0 + tid / 16u, h, tid % 16u), vAt(b, t0 + u1 / 16u, h, u1 % 16u),
+    vAt(b, t0 + u2 / 16u, h, u2 % 16u), vAt(b, t0 + u3 / 16u, h, u3 % 16u));
+}
+
+// Into KS / VS at vec4 offset `base` (0 or 256: the double buffer's halves).
+fn storeKv(base: u32, tid: u32, r: KvUnits) {
+  KS[base + tid] = r.k0; KS[base + tid + 64u] = r.k1; KS[base + tid + 128u] = r.k2; KS[base + tid + 192u] = r.k3;
+  VS[base + tid] = r.v0; VS[base + tid + 64u] = r.v1; VS[base + tid + 128u] = r.v2; VS[base + tid + 192u] = r.v3;
+}
+
 // Partial scores of the quad's 4 rows against the key whose slices start at KS[kb] (this invocation's 16 d).
 fn partialScores(kb: u32, j: u32) -> vec4f {
   let k0 = KS[kb + j];
@@ -161,14 +183,7 @@ fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   let nT = (kEnd + BC - 1u) / BC;
 
   // Tile units: 16 keys × 16 vec4s of K and of V = 4 + 4 per invocation (unit u: key u / 16, vec4 u % 16).
-  let u0 = tid;
-  let u1 = tid + 64u;
-  let u2 = tid + 128u;
-  let u3 = tid + 192u;
-  KS[u0] = kAt(b, u0 / 16u, h, u0 % 16u); KS[u1] = kAt(b, u1 / 16u, h, u1 % 16u);
-  KS[u2] = kAt(b, u2 / 16u, h, u2 % 16u); KS[u3] = kAt(b, u3 / 16u, h, u3 % 16u);
-  VS[u0] = vAt(b, u0 / 16u, h, u0 % 16u); VS[u1] = vAt(b, u1 / 16u, h, u1 % 16u);
-  VS[u2] = vAt(b, u2 / 16u, h, u2 % 16u); VS[u3] = vAt(b, u3 / 16u, h, u3 % 16u);
+  storeKv(0u, tid, fetchKv(b, 0u, h, tid));
   workgroupBarrier();
 
   var m = vec4f(NEG_BIG);  // row maxima (log2 domain)
@@ -176,15 +191,8 @@ fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   for (var t = 0u; t < nT; t++) {
     let k0 = t * BC;
     let more = t + 1u < nT;
-    var nk0 = vec4f(0.0); var nk1 = vec4f(0.0); var nk2 = vec4f(0.0); var nk3 = vec4f(0.0);
-    var nv0 = vec4f(0.0); var nv1 = vec4f(0.0); var nv2 = vec4f(0.0); var nv3 = vec4f(0.0);
-    if (more) {
-      let n0 = k0 + BC;
-      nk0 = kAt(b, n0 + u0 / 16u, h, u0 % 16u); nk1 = kAt(b, n0 + u1 / 16u, h, u1 % 16u);
-      nk2 = kAt(b, n0 + u2 / 16u, h, u2 % 16u); nk3 = kAt(b, n0 + u3 / 16u, h, u3 % 16u);
-      nv0 = vAt(b, n0 + u0 / 16u, h, u0 % 16u); nv1 = vAt(b, n0 + u1 / 16u, h, u1 % 16u);
-      nv2 = vAt(b, n0 + u2 / 16u, h, u2 % 16u); nv3 = vAt(b, n0 + u3 / 16u, h, u3 % 16u);
-    }
+    var next: KvUnits;
+    if (more) { next = fetchKv(b, k0 + BC, h, tid); }
     let buf = (t % 2u) * 256u;
     let masked = k0 + BC > params.M || (params.causal != 0u && k0 + BC - 1u > q0);
     // Two chunks of 8 keys: scores, the quad sum, masking, the online softmax, then P·V.
@@ -214,12 +222,8 @@ fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
       accumulate(s0, kb, j); accumulate(s1, kb + 16u, j); accumulate(s2, kb + 32u, j); accumulate(s3, kb + 48u, j);
       accumulate(s4, kb + 64u, j); accumulate(s5, kb + 80u, j); accumulate(s6, kb + 96u, j); accumulate(s7, kb + 112u, j);
     }
-    if (more) {
-      // The other buffer's last readers finished before the previous iteration's barrier.
-      let nb = 256u - buf;
-      KS[nb + u0] = nk0; KS[nb + u1] = nk1; KS[nb + u2] = nk2; KS[nb + u3] = nk3;
-      VS[nb + u0] = nv0; VS[nb + u1] = nv1; VS[nb + u2] = nv2; VS[nb + u3] = nv3;
-    }
+    // The other buffer's last readers finished before the previous iteration's barrier.
+    if (more) { storeKv(256u - buf, tid, next); }
     workgroupBarrier();
   }
 
@@ -430,28 +434,14 @@ fn bwd_dq_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
   var kEnd = M;
   if (params.causal != 0u) { kEnd = min(M, min(N, q0 + BBR)); }
   let nT = (kEnd + BC - 1u) / BC;
-  let u0 = tid;
-  let u1 = tid + 64u;
-  let u2 = tid + 128u;
-  let u3 = tid + 192u;
-  KS[u0] = kAt(b, u0 / 16u, h, u0 % 16u); KS[u1] = kAt(b, u1 / 16u, h, u1 % 16u);
-  KS[u2] = kAt(b, u2 / 16u, h, u2 % 16u); KS[u3] = kAt(b, u3 / 16u, h, u3 % 16u);
-  VS[u0] = vAt(b, u0 / 16u, h, u0 % 16u); VS[u1] = vAt(b, u1 / 16u, h, u1 % 16u);
-  VS[u2] = vAt(b, u2 / 16u, h, u2 % 16u); VS[u3] = vAt(b, u3 / 16u, h, u3 % 16u);
+  storeKv(0u, tid, fetchKv(b, 0u, h, tid));
   workgroupBarrier();
 
   for (var t = 0u; t < nT; t++) {
     let k0 = t * BC;
     let more = t + 1u < nT;
-    var nk0 = vec4f(0.0); var nk1 = vec4f(0.0); var nk2 = vec4f(0.0); var nk3 = vec4f(0.0);
-    var nv0 = vec4f(0.0); var nv1 = vec4f(0.0); var nv2 = vec4f(0.0); var nv3 = vec4f(0.0);
-    if (more) {
-      let n0 = k0 + BC;
-      nk0 = kAt(b, n0 + u0 / 16u, h, u0 % 16u); nk1 = kAt(b, n0 + u1 / 16u, h, u1 % 16u);
-      nk2 = kAt(b, n0 + u2 / 16u, h, u2 % 16u); nk3 = kAt(b, n0 + u3 / 16u, h, u3 % 16u);
-      nv0 = vAt(b, n0 + u0 / 16u, h, u0 % 16u); nv1 = vAt(b, n0 + u1 / 16u, h, u1 % 16u);
-      nv2 = vAt(b, n0 + u2 / 16u, h, u2 % 16u); nv3 = vAt(b, n0 + u3 / 16u, h, u3 % 16u);
-    }
+    var next: KvUnits;
+    if (more) { next = fetchKv(b, k0 + BC, h, tid); }
     let buf = (t % 2u) * 256u;
     let masked = k0 + BC > M || (params.causal != 0u && k0 + BC - 1u > q0);
     for (var e = 0u; e < BC; e++) {
@@ -472,11 +462,8 @@ fn bwd_dq_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
       ga0 = fma(vec4f(dsa), k0v, ga0); ga1 = fma(vec4f(dsa), k1v, ga1); ga2 = fma(vec4f(dsa), k2v, ga2); ga3 = fma(vec4f(dsa), k3v, ga3);
       if (BROWS == 2u) { gb0 = fma(vec4f(dsb), k0v, gb0); gb1 = fma(vec4f(dsb), k1v, gb1); gb2 = fma(vec4f(dsb), k2v, gb2); gb3 = fma(vec4f(dsb), k3v, gb3); }
     }
-    if (more) {
-      let nb = 256u - buf;
-      KS[nb + u0] = nk0; KS[nb + u1] = nk1; KS[nb + u2] = nk2; KS[nb + u3] = nk3;
-      VS[nb + u0] = nv0; VS[nb + u1] = nv1; VS[nb + u2] = nv2; VS[nb + u3] = nv3;
-    }
+    // The other buffer's last readers finished before the previous iteration's barrier.
+    if (more) { storeKv(256u - buf, tid, next); }
     workgroupBarrier();
   }
 

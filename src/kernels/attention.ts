@@ -22,6 +22,7 @@ import { Tensor, shapeStr } from '../tensor.js';
 import { requireDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
 import { runAttentionSubgroup, SUBGROUP_SHARED_BYTES, subgroupProblem } from './attention_subgroup.js';
+import { ATTENTION_BINDINGS, ATTENTION_UNIFORMS } from './attention_layout.js';
 import { Kernel } from './kernel.js';
 
 /**
@@ -63,36 +64,8 @@ export type AttentionVariant = {
 export const attentionKernel = new Kernel<AttentionVariant>({
   name: 'attention',
   entryPoints: ['forward', 'bwd_prep', 'bwd_dq', 'bwd_dkdv'],
-  bindings: [
-    { name: 'params', kind: 'uniform' },
-    { name: 'q', kind: 'read' },
-    { name: 'k', kind: 'read' },
-    { name: 'v', kind: 'read' },
-    { name: 'o', kind: 'read_write' },
-    { name: 'lse', kind: 'read_write' },
-    { name: 'dout', kind: 'read' },
-    { name: 'dvec', kind: 'read_write' },
-    { name: 'dq', kind: 'read_write' },
-    { name: 'dk', kind: 'read_write' },
-    { name: 'dv', kind: 'read_write' },
-  ],
-  uniforms: [
-    ['N', 'u32'],
-    ['M', 'u32'],
-    ['heads', 'u32'],
-    ['rows', 'u32'],
-    ['qStride', 'u32'],
-    ['kStride', 'u32'],
-    ['vStride', 'u32'],
-    ['oStride', 'u32'],
-    ['scaleLog2', 'f32'],
-    ['scale', 'f32'],
-    ['causal', 'u32'],
-    ['one', 'u32'],
-    ['qOff', 'u32'],
-    ['kOff', 'u32'],
-    ['vOff', 'u32'],
-  ],
+  bindings: ATTENTION_BINDINGS,
+  uniforms: ATTENTION_UNIFORMS,
   constants: (v) => ({
     HD: v.hd,
     BR: v.br,

@@ -5,6 +5,7 @@
 // (AttentionTile `sg`) on devices with the `subgroups` feature.
 import type { Gpu } from '../../runtime/device.js';
 import type { Tensor } from '../tensor.js';
+import { ATTENTION_BINDINGS, ATTENTION_UNIFORMS } from './attention_layout.js';
 import { Kernel } from './kernel.js';
 
 export type SubgroupEntry = 'forward' | 'bwd_dq' | 'bwd_dkdv';
@@ -23,37 +24,8 @@ const ENTRY: Record<SubgroupEntry, string> = { forward: 'forward_sg', bwd_dq: 'b
 export const attentionSubgroupKernel = new Kernel<{ readonly rows: number; readonly brows: number }>({
   name: 'attention_subgroup',
   entryPoints: ['forward_sg', 'bwd_dkdv_sg', 'bwd_dq_sg'],
-  bindings: [
-    { name: 'params', kind: 'uniform' },
-    { name: 'q', kind: 'read' },
-    { name: 'k', kind: 'read' },
-    { name: 'v', kind: 'read' },
-    { name: 'o', kind: 'read_write' },
-    { name: 'lse', kind: 'read_write' },
-    { name: 'dout', kind: 'read' },
-    { name: 'dvec', kind: 'read_write' },
-    { name: 'dq', kind: 'read_write' },
-    { name: 'dk', kind: 'read_write' },
-    { name: 'dv', kind: 'read_write' },
-  ],
-  // The uniform block of attention.wgsl (the wrapper passes the same params object).
-  uniforms: [
-    ['N', 'u32'],
-    ['M', 'u32'],
-    ['heads', 'u32'],
-    ['rows', 'u32'],
-    ['qStride', 'u32'],
-    ['kStride', 'u32'],
-    ['vStride', 'u32'],
-    ['oStride', 'u32'],
-    ['scaleLog2', 'f32'],
-    ['scale', 'f32'],
-    ['causal', 'u32'],
-    ['one', 'u32'],
-    ['qOff', 'u32'],
-    ['kOff', 'u32'],
-    ['vOff', 'u32'],
-  ],
+  bindings: ATTENTION_BINDINGS,
+  uniforms: ATTENTION_UNIFORMS,
   constants: (v) => ({ QROWS: v.rows, BROWS: v.brows }),
 });
 
