@@ -144,10 +144,6 @@ if (sweep) {
   for (const tile of SWEEP_FORWARD.filter((t) => t.sg)) cases.push(forwardCase(SELF_L2, false, undefined, { tile }, 'attention sweep'));
   for (const t of SWEEP_BACKWARD)
     cases.push(backwardCase(SELF_L1, false, { tileDq: t.dq, tileDkdv: t.dkdv }, 'attention backward sweep'));
-  // The subgroup backward at 2 and 1 rows per quad on the 1024-token shape (the choice for small problems).
-  const one = { br: 16, bc: 16, tm: 1, tx: 4, sg: true };
-  for (const t of [SUBGROUP_TILES.bwd_dq, one])
-    cases.push(backwardCase(SELF_L2, false, { tileDq: t, tileDkdv: t.tm === 1 ? one : SUBGROUP_TILES.bwd_dkdv }, 'attention backward sweep'));
 }
 
 export { cases };

@@ -225,9 +225,6 @@ describe('attention tiles', () => {
     for (const causal of [false, true]) await checkBackward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, ...sg });
     await checkBackward({ B: 1, N: 77, M: 77, heads: 1, hd: 64, causal: true, tile, ...sg });
     await checkBackward({ B: 1, N: 70, M: 35, heads: 2, hd: 64, causal: true, tile, ...sg });
-    // 1 row per quad (16 rows per workgroup), as chosen for small problems.
-    const one = { br: 16, bc: 16, tm: 1, tx: 4, sg: true };
-    for (const causal of [false, true]) await checkBackward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, tileDq: one, tileDkdv: one });
   });
   it('headDim 64 needs 45 KiB for the 64-query forward tile: chosen only where it fits', () => {
     // forward: X 64·17 + Y 2·32·17 + P 64·9 + red 64·8/4 vec4s; dQ: 2·64·17 + 2·16·17 + 64·5;

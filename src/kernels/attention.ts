@@ -203,11 +203,10 @@ export function attentionTileProblem(gpu: Gpu, entry: AttentionEntry, t: Attenti
   const d = derive(t, headDim);
   if (t.sg) {
     const want = SUBGROUP_TILES[entry];
-    // The fewer-rows variants: forward 2 rows per quad, backward 1.
-    const small = (entry === 'forward' && t.br === 32 && t.tm === 2) || (entry !== 'forward' && t.br === 16 && t.tm === 1);
+    const small = entry === 'forward' && t.br === 32 && t.tm === 2; // 2 rows per quad
     if (!small && (t.br !== want.br || t.bc !== want.bc || t.tm !== want.tm || t.tx !== want.tx))
-      return `subgroup (sg) tiles for ${entry} are ${JSON.stringify(want)}${entry === 'forward' ? ' or {br: 32, tm: 2, …}' : ' or {br: 16, tm: 1, …}'} (got ${JSON.stringify(t)})`;
-    if (small && (t.bc !== 16 || t.tx !== 4)) return `subgroup (sg) tiles need bc 16 and tx 4 (got ${JSON.stringify(t)})`;
+      return `subgroup (sg) tiles for ${entry} are ${JSON.stringify(want)}${entry === 'forward' ? ' or {br: 32, tm: 2, …}' : ''} (got ${JSON.stringify(t)})`;
+    if (small && (t.bc !== 16 || t.tx !== 4)) return `subgroup (sg) forward tiles need bc 16 and tx 4 (got ${JSON.stringify(t)})`;
     return subgroupProblem(gpu, entry, headDim);
   }
   if (t.tm * d.TN > 64) return `tm·bc/tx = ${t.tm * d.TN} score registers exceed 64`;
@@ -453,11 +452,8 @@ export function attentionBackward(
     workgroups: grid1d(gpu, rows),
     label: `${op}.prep`,
   });
-  // 2 rows per quad; 1 (twice the workgroups) only when a forced tile says so: unlike the forward's, it measured
-  // slower on the H100 even for small problems (1024² × 20 heads backward: 1.82 ms against 1.29).
-  const rowsOf = (forced: AttentionTile | undefined) => forced?.tm ?? 2;
   const sgArgs = { buffers: bufs, params: params(g), heads: g.heads, B: g.B };
-  if (tileDkdv.sg) runAttentionSubgroup(gpu, 'bwd_dkdv', { ...sgArgs, rows: g.M, label: `${op}.dkdv`, quadRows: rowsOf(opts.tileDkdv) });
+  if (tileDkdv.sg) runAttentionSubgroup(gpu, 'bwd_dkdv', { ...sgArgs, rows: g.M, label: `${op}.dkdv` });
   else
     attentionKernel.run(gpu, {
       entry: 'bwd_dkdv',
@@ -467,7 +463,7 @@ export function attentionBackward(
       workgroups: [Math.ceil(g.M / vDkdv.br), g.heads, g.B],
       label: `${op}.dkdv`,
     });
-  if (tileDq.sg) runAttentionSubgroup(gpu, 'bwd_dq', { ...sgArgs, rows: g.N, label: `${op}.dq`, quadRows: rowsOf(opts.tileDq) });
+  if (tileDq.sg) runAttentionSubgroup(gpu, 'bwd_dq', { ...sgArgs, rows: g.N, label: `${op}.dq` });
   else
     attentionKernel.run(gpu, {
       entry: 'bwd_dq',

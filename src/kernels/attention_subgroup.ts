@@ -10,7 +10,7 @@ import { Kernel } from './kernel.js';
 
 export type SubgroupEntry = 'forward' | 'bwd_dq' | 'bwd_dkdv';
 
-/** Default rows (queries; keys for dK/dV) per quad: forward 4, backward 2 (SubgroupRunArgs.quadRows). 16 quads per workgroup. */
+/** Rows (queries; keys for dK/dV) per quad: forward 4 (or 2, SubgroupRunArgs.quadRows), backward 2. 16 quads per workgroup. */
 export const SUBGROUP_QUAD_ROWS: Record<SubgroupEntry, number> = { forward: 4, bwd_dq: 2, bwd_dkdv: 2 };
 /** Workgroup storage: double-buffered tiles of 16 tokens × 64 floats of two operands (+ LSE and D for dK/dV). */
 export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
@@ -20,13 +20,13 @@ export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
 };
 const ENTRY: Record<SubgroupEntry, string> = { forward: 'forward_sg', bwd_dq: 'bwd_dq_sg', bwd_dkdv: 'bwd_dkdv_sg' };
 
-/** rows: rows per quad (forward QROWS 4 or 2; backward BROWS 2 or 1); each entry reads its own constant. */
-export const attentionSubgroupKernel = new Kernel<{ readonly rows: number; readonly brows: number }>({
+/** rows: the forward's rows per quad (QROWS, 4 or 2); the backward entries have 2. */
+export const attentionSubgroupKernel = new Kernel<{ readonly rows: number }>({
   name: 'attention_subgroup',
   entryPoints: ['forward_sg', 'bwd_dkdv_sg', 'bwd_dq_sg'],
   bindings: ATTENTION_BINDINGS,
   uniforms: ATTENTION_UNIFORMS,
-  constants: (v) => ({ QROWS: v.rows, BROWS: v.brows }),
+  constants: (v) => ({ QROWS: v.rows }),
 });
 
 /** Why a subgroup kernel cannot run here at this headDim (null if it can). */
@@ -48,18 +48,18 @@ export interface SubgroupRunArgs {
   heads: number;
   B: number;
   label: string;
-  /** Rows per quad: forward 4 (default) or 2, backward 2 (default) or 1; fewer rows, more workgroups (small problems). */
+  /** Forward: rows per quad, 4 (default) or 2 (twice the workgroups, for small problems). */
   quadRows?: number;
 }
 
 export function runAttentionSubgroup(gpu: Gpu, entry: SubgroupEntry, a: SubgroupRunArgs): void {
-  const rows = a.quadRows ?? SUBGROUP_QUAD_ROWS[entry];
-  const allowed = entry === 'forward' ? [2, 4] : [1, 2];
-  if (!allowed.includes(rows)) throw new Error(`attention ${entry}: ${rows} rows per quad (expected ${allowed.join(' or ')})`);
+  const rows = entry === 'forward' ? (a.quadRows ?? 4) : SUBGROUP_QUAD_ROWS[entry];
+  if (rows !== SUBGROUP_QUAD_ROWS[entry] && !(entry === 'forward' && rows === 2))
+    throw new Error(`attention ${entry}: ${rows} rows per quad (expected ${entry === 'forward' ? '4 or 2' : '2'})`);
   attentionSubgroupKernel.run(gpu, {
     entry: ENTRY[entry],
-    // One pipeline per entry and row count: the constant an entry does not read stays at its default.
-    variant: entry === 'forward' ? { rows, brows: 2 } : { rows: 4, brows: rows },
+    // One pipeline per entry and row count (the backward entries do not read QROWS: it stays at its default).
+    variant: { rows: entry === 'forward' ? rows : 4 },
     params: a.params,
     buffers: a.buffers,
     workgroups: [Math.ceil(a.rows / (16 * rows)), a.heads, a.B],
