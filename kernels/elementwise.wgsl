@@ -38,14 +38,7 @@ fn flatIndex(wid: vec3u, nwg: vec3u, lid: u32) -> u32 { return (wid.y * nwg.x + 
 
 fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 
-// erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit), good to f32 rounding for GELU.
-fn erf_f32(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(r - 1.0, 1.0 - r, x >= 0.0);
-}
+// #include lib/erf.wgsl  (erf_f32, erf4)
 
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 const INV_SQRT_2: f32 = 0.7071067811865476;

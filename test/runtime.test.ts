@@ -4,6 +4,8 @@ import type { Gpu } from '../runtime/device.js';
 import { KernelCompileError, KernelLayoutError, LimitError, ShapeError } from '../runtime/errors.js';
 import { variantKey } from '../runtime/pipeline_cache.js';
 import { sizeClass } from '../runtime/buffer_pool.js';
+import { adamwKernel } from '../src/kernels/adamw.js';
+import { WGSL_INCLUDES, WGSL_SOURCES } from '../src/kernels/wgsl_sources.generated.js';
 import { add, silu, unary } from '../src/kernels/elementwise.js';
 import { Kernel } from '../src/kernels/kernel.js';
 import { Tensor } from '../src/tensor.js';
@@ -56,6 +58,16 @@ describe('errors', () => {
     expect(() => a.reshape([4, 2])).toThrow(/cannot view \[2, 3\] as \[4, 2\]/);
     a.release();
     b.release();
+  });
+
+  it('compile-error lines name the kernel file, or the kernels/lib file an `// #include` appended', () => {
+    // adamw.wgsl includes lib/div_rn.wgsl (scripts/gen-wgsl.mjs appends it after the kernel's own lines).
+    const [start, file] = WGSL_INCLUDES.adamw[0];
+    expect(file).toBe('kernels/lib/div_rn.wgsl');
+    expect(WGSL_SOURCES.adamw.split('\n')[start - 1]).toMatch(/^\/\/ a \/ b rounded to nearest/);
+    expect(adamwKernel.sourceLine({}, start + 3)).toBe('kernels/lib/div_rn.wgsl line 4');
+    expect(adamwKernel.sourceLine({}, 5)).toBe('kernels/adamw.wgsl line 5');
+    expect(WGSL_SOURCES.adamw).toMatch(/fn div_rn\(/);
   });
 
   it('a WGSL compile error is thrown as KernelCompileError naming the kernel and the line', async () => {

@@ -6,7 +6,7 @@ import type { Gpu } from '../../runtime/device.js';
 import { KernelCompileError, KernelLayoutError, LimitError } from '../../runtime/errors.js';
 import { type Variant, variantKey } from '../../runtime/pipeline_cache.js';
 import type { Tensor } from '../tensor.js';
-import { WGSL_SOURCES } from './wgsl_sources.generated.js';
+import { WGSL_INCLUDES, WGSL_SOURCES } from './wgsl_sources.generated.js';
 
 export type BindingKind = 'uniform' | 'read' | 'read_write';
 export interface BindingDecl {
@@ -132,6 +132,15 @@ export class Kernel<V extends Variant> {
     }
   }
 
+  /** Where line n of the compiled source (prelude + kernel + appended includes) comes from: '<file> line <n>'. */
+  sourceLine(variant: V | undefined, n: number): string {
+    const pre = variant && this.spec.prelude ? this.spec.prelude(variant) : this.spec.prelude ? this.spec.prelude({} as V) : '';
+    const line = n - (pre ? pre.split('\n').length : 0);
+    const inc = this.spec.source ? undefined : [...(WGSL_INCLUDES[this.spec.name] ?? [])].reverse().find(([start]) => line >= start);
+    if (inc) return `${inc[1]} line ${line - inc[0] + 1}`;
+    return this.spec.source ? `line ${line}` : `kernels/${this.spec.name}.wgsl line ${line}`;
+  }
+
   private withPrelude(variant: V | undefined): string {
     const pre = variant && this.spec.prelude ? this.spec.prelude(variant) : this.spec.prelude ? this.spec.prelude({} as V) : '';
     return pre ? `${pre}\n${this.source}` : this.source;
@@ -186,7 +195,7 @@ export class Kernel<V extends Variant> {
     const check = Promise.all([validation, internal, module.getCompilationInfo()]).then(([v, i, info]) => {
       const err = v ?? i;
       if (!err) return null;
-      const msgs = info.messages.filter((m) => m.type === 'error').map((m) => `  line ${m.lineNum}:${m.linePos} ${m.message}`);
+      const msgs = info.messages.filter((m) => m.type === 'error').map((m) => `  ${this.sourceLine(variant, m.lineNum)}:${m.linePos} ${m.message}`);
       const e = new KernelCompileError(this.spec.name, variant, msgs.length ? msgs.join('\n') : err.message);
       this.failed.set(key, e);
       return e;
