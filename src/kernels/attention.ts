@@ -81,7 +81,8 @@ export const attentionKernel = new Kernel<AttentionVariant>({
 
 /**
  * Query rows (B·heads·N) up to which the subgroup forward gives each quad 2 rows instead of 4 (twice the workgroups).
- * H100 sweep: see bench/attention.bench.ts.
+ * H100 (TCD_ATTENTION_SWEEP): 1024² × 20 heads (20480 rows) 0.337 → 0.302 ms with 2 rows; 4096² × 10 heads (40960)
+ * 2.14 ms with 4 rows, 2.28 with 2.
  */
 export const SUBGROUP_TWO_ROWS_MAX = 32768;
 
