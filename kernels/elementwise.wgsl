@@ -4,6 +4,7 @@
 //   binary:       y = a (op) b          with numpy broadcasting (rank <= 8, strides 0 on broadcast dims)
 //   binary_grad:  the per-element gradient of a or b on the broadcast (output) shape; the wrapper then sums it
 //                 over the broadcast dims (reduce.sumTo) to the operand's shape.
+// Storage is T (f32 or f16, the harness's element prelude); the math is f32 in both.
 // Elements are addressed by a 2-D grid of 256-wide workgroups so more than 65535*256 elements fit one dispatch.
 
 const OP_ADD: u32 = 0u;  const OP_SUB: u32 = 1u;  const OP_MUL: u32 = 2u;  const OP_DIV: u32 = 3u;
@@ -24,10 +25,10 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read> dy: array<T>;
+@group(0) @binding(4) var<storage, read_write> y: array<T>;
 
 // tanh with its argument clamped to ±10 (tanh(±10) is ±1 in f32): SwiftShader's tanh returns NaN for |u| ≳ 90.
 fn tanhSafe(u: f32) -> f32 { return tanh(clamp(u, -10.0, 10.0)); }
@@ -76,14 +77,14 @@ fn unaryGrad(x: f32) -> f32 {
 fn unary(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
-  y[i] = unaryF(a[i]);
+  y[i] = toT(unaryF(f32(a[i])));
 }
 
 @compute @workgroup_size(256)
 fn unary_grad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
-  y[i] = dy[i] * unaryGrad(a[i]);
+  y[i] = toT(f32(dy[i]) * unaryGrad(f32(a[i])));
 }
 
 // Offsets of a and b for output element i (row-major over params.shape).
@@ -116,7 +117,7 @@ fn binary(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   let o = operandOffsets(i);
-  y[i] = binaryF(a[o.x], b[o.y]);
+  y[i] = toT(binaryF(f32(a[o.x]), f32(b[o.y])));
 }
 
 // Gradient of one operand (WRT) of y = a (op) b, per output element; dy is contiguous over the output shape.
@@ -125,9 +126,9 @@ fn binary_grad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   let o = operandOffsets(i);
-  let g = dy[i];
-  let av = a[o.x];
-  let bv = b[o.y];
+  let g = f32(dy[i]);
+  let av = f32(a[o.x]);
+  let bv = f32(b[o.y]);
   var r: f32;
   switch OP {
     case 0u: { r = g; }
@@ -135,5 +136,5 @@ fn binary_grad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     case 2u: { r = select(g * bv, g * av, WRT == 1u); }
     default: { r = select(g / bv, -g * av / (bv * bv), WRT == 1u); }
   }
-  y[i] = r;
+  y[i] = toT(r);
 }

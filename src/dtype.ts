@@ -6,10 +6,18 @@ export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, f16: 2 };
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-/** IEEE half bits of a float (round to nearest even). */
+/**
+ * IEEE half bits of a number, rounded to nearest even. A JS number is a double: rounding it first to f32 and then to
+ * f16 could round twice (a double just above an f16 midpoint landing on it), so an inexact f32 step rounds to odd
+ * (truncate, then set the last bit), which keeps the second rounding correct (f32 has 13 more bits than f16).
+ */
 export function f32ToF16Bits(v: number): number {
   f32[0] = v;
-  const x = u32[0];
+  let x = u32[0];
+  if (f32[0] !== v && v === v) {
+    if (Math.abs(f32[0]) > Math.abs(v)) x -= 1; // toward zero (same sign, magnitude one f32 ulp less)
+    x |= 1;
+  }
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -40,3 +48,22 @@ export function f16BitsToF32(h: number): number {
   if (e === 0x1f) return m ? NaN : sign * Infinity;
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
+
+/** f16 bits of every element (round to nearest even), as the GPU stores an f16 tensor. */
+export function toF16Bits(data: ArrayLike<number>): Uint16Array {
+  const h = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) h[i] = f32ToF16Bits(data[i]);
+  return h;
+}
+
+/** Rounds every element to the nearest f16 value (the values an f16 tensor of this data holds). */
+export function roundToF16(data: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = f16BitsToF32(f32ToF16Bits(data[i]));
+  return out;
+}
+
+/** Unit roundoff of each dtype (half the distance from 1 to the next value): 2^-24 for f32, 2^-11 for f16. */
+export const UNIT_ROUNDOFF: Record<DType, number> = { f32: 2 ** -24, f16: 2 ** -11 };
+/** The largest finite f16. */
+export const F16_MAX = 65504;

@@ -74,6 +74,19 @@ export class Tensor {
     return t;
   }
 
+  /**
+   * An f16 tensor from raw IEEE half bits (e.g. an F16 tensor of a safetensors file): the bytes go to the GPU as
+   * they are, with no f32 copy on the host or the device.
+   */
+  static fromF16Bits(gpu: Gpu, bits: Uint16Array, shape: Shape, opts: { label?: string } = {}): Tensor {
+    const label = opts.label ?? 'tensor';
+    if (bits.length !== numel(shape))
+      throw new ShapeError(`tensor '${label}': shape ${shapeStr(shape)} holds ${numel(shape)} elements, data has ${bits.length}`);
+    const t = Tensor.empty(gpu, shape, 'f16', label);
+    t.writeF16Bits(bits);
+    return t;
+  }
+
   /** Zero-filled, cleared on the GPU in order with the pending work (no host upload, no batch flush). */
   static zeros(gpu: Gpu, shape: Shape, dtype: DType = 'f32', label = 'zeros'): Tensor {
     const t = Tensor.empty(gpu, shape, dtype, label);
@@ -119,6 +132,22 @@ export class Tensor {
     const len = Math.ceil(bytes.byteLength / 4) * 4;
     this.storage.version++;
     this.gpu.write(this.buffer, 0, new Uint8Array(bytes.buffer, bytes.byteOffset, len));
+  }
+
+  /** Writes raw half bits into an f16 tensor (no conversion). */
+  writeF16Bits(bits: Uint16Array): void {
+    this.assertLive();
+    if (this.dtype !== 'f16') throw new DTypeError(`tensor '${this.label}': writeF16Bits needs dtype f16, the tensor is ${this.dtype}`);
+    if (bits.length !== this.size)
+      throw new ShapeError(`tensor '${this.label}': write of ${bits.length} elements into shape ${shapeStr(this.shape)}`);
+    // writeBuffer needs a multiple of 4 bytes: an odd count (or a view at an odd byte offset) is copied once.
+    let src = bits;
+    if (bits.length % 2 || bits.byteOffset % 4) {
+      src = new Uint16Array(Math.ceil(bits.length / 2) * 2);
+      src.set(bits);
+    }
+    this.storage.version++;
+    this.gpu.write(this.buffer, 0, new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
   }
 
   /** Reshape without a copy; -1 infers one dimension. The view shares storage; release each view. */

@@ -2,7 +2,7 @@
 // or sharded index), a plain safetensors file and an original SGM single-file checkpoint (keys mapped to diffusers
 // names, spec sdxl.md §4). Headers are read when the checkpoint is opened; tensors are read one at a time.
 import { bytesSource, fileSource, type ByteSource } from './byte_source.js';
-import { readHeader, readTensorF32, type SafetensorsHeader, type TensorEntry } from './safetensors.js';
+import { readHeader, readTensorF16Bits, readTensorF32, type SafetensorsHeader, type TensorEntry } from './safetensors.js';
 import {
   SGM_PREFIX,
   openClipToDiffusers,
@@ -47,6 +47,8 @@ export interface Checkpoint {
   info(name: string): CheckpointTensor;
   /** Reads one tensor as f32 (F16/BF16 converted), in the diffusers layout. */
   read(name: string): Promise<Float32Array>;
+  /** Reads one tensor as f16 bits (F16 bytes as they are, no f32 copy), in the diffusers layout. */
+  readF16(name: string): Promise<Uint16Array>;
   close(): Promise<void>;
 }
 
@@ -87,18 +89,21 @@ function shapeOf(ref: Ref, squeeze?: boolean): number[] {
   return s;
 }
 
-async function readRef(ref: Ref): Promise<Float32Array> {
+async function readRef(ref: Ref): Promise<Float32Array>;
+async function readRef(ref: Ref, f16: true): Promise<Uint16Array>;
+async function readRef(ref: Ref, f16 = false): Promise<Float32Array | Uint16Array> {
   const e = ref.header.tensors.get(ref.key)!;
+  const reader = f16 ? readTensorF16Bits : readTensorF32;
   if (ref.third !== undefined) {
     // Packed q/k/v rows are contiguous: read just this third's byte range.
     const bytes = (e.end - e.begin) / 3;
     const part: TensorEntry = { ...e, shape: [e.shape[0] / 3, ...e.shape.slice(1)], begin: e.begin + ref.third * bytes, end: e.begin + (ref.third + 1) * bytes };
-    return readTensorF32(ref.src, { ...ref.header, tensors: new Map([[ref.key, part]]) }, ref.key);
+    return reader(ref.src, { ...ref.header, tensors: new Map([[ref.key, part]]) }, ref.key);
   }
-  const data = await readTensorF32(ref.src, ref.header, ref.key);
+  const data = await reader(ref.src, ref.header, ref.key);
   if (!ref.transpose) return data;
   const [r, c] = e.shape;
-  const out = new Float32Array(data.length);
+  const out = f16 ? new Uint16Array(data.length) : new Float32Array(data.length);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = data[i * c + j];
   return out;
 }
@@ -140,6 +145,11 @@ class MappedCheckpoint implements Checkpoint {
     const ref = this.refs.get(name);
     if (!ref) this.info(name);
     return readRef(ref!);
+  }
+  async readF16(name: string): Promise<Uint16Array> {
+    const ref = this.refs.get(name);
+    if (!ref) this.info(name);
+    return readRef(ref!, true);
   }
   async close(): Promise<void> {
     await Promise.all(this.sources.map((s) => s.close()));

@@ -1,7 +1,7 @@
 // safetensors reader and writer. The reader validates the whole header before any tensor is read (length, JSON,
 // dtypes, shapes, offsets inside the data section, exact tiling without overlap) and then reads tensor by tensor,
 // so a 10 GB UNet never sits in host memory twice. The writer writes a temporary file and renames it into place.
-import { f16BitsToF32, f32ToF16Bits } from '../dtype.js';
+import { f16BitsToF32, f32ToF16Bits, toF16Bits } from '../dtype.js';
 import type { ByteSource } from './byte_source.js';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -116,6 +116,26 @@ export async function readTensorF32(src: ByteSource, header: SafetensorsHeader, 
   }
   return out;
 }
+
+/**
+ * Reads one tensor as IEEE half bits, as an f16 GPU tensor stores it: F16 bytes are taken as they are (no f32 copy),
+ * F32 and BF16 are rounded to nearest even (overflow gives ±Infinity, which the caller may reject).
+ */
+export async function readTensorF16Bits(src: ByteSource, header: SafetensorsHeader, name: string): Promise<Uint16Array> {
+  const e = header.tensors.get(name);
+  if (!e) throw new Error(`${src.name}: no tensor '${name}'`);
+  if (e.dtype !== 'F16') return toF16Bits(await readTensorF32(src, header, name));
+  const bytes = await src.read(header.dataStart + e.begin, e.end - e.begin);
+  const n = (e.end - e.begin) / 2;
+  // Safetensors is little-endian; so are the hosts WebGPU runs on, but a DataView makes that explicit.
+  if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Uint16Array(n);
+  for (let i = 0; i < n; i++) out[i] = view.getUint16(2 * i, true);
+  return out;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export interface TensorToWrite {
   dtype: 'F32' | 'F16' | 'BF16';

@@ -8,6 +8,14 @@ export function requireDType(op: string, dtype: DType, ...ts: Tensor[]): void {
     if (t.dtype !== dtype) throw new DTypeError(`${op}: tensor '${t.label}' has dtype ${t.dtype}, expected ${dtype}`);
 }
 
+/** The one dtype all operands share (f32 or f16); throws naming the first that differs. */
+export function commonDType(op: string, ...ts: Tensor[]): DType {
+  const d = ts[0].dtype;
+  for (const t of ts)
+    if (t.dtype !== d) throw new DTypeError(`${op}: tensor '${t.label}' has dtype ${t.dtype}, expected ${d} (as '${ts[0].label}'); cast first`);
+  return d;
+}
+
 export function requireSameGpu(op: string, ...ts: Tensor[]): void {
   for (const t of ts) if (t.gpu !== ts[0].gpu) throw new Error(`${op}: tensors '${ts[0].label}' and '${t.label}' live on different devices`);
 }

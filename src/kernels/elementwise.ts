@@ -1,9 +1,11 @@
 // Elementwise unary/binary ops with broadcasting, and their gradients (kernels/elementwise.wgsl).
 import { ShapeError } from '../../runtime/errors.js';
 import { type Shape, Tensor, shapeStr } from '../tensor.js';
-import { broadcastShapes, broadcastStrides, requireDType, requireSameGpu } from './checks.js';
+import type { DType } from '../dtype.js';
+import { broadcastShapes, broadcastStrides, commonDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
+import { cast } from './cast.js';
 import { sumTo } from './reduce.js';
 
 export const UNARY_OPS = { scale: 10, silu: 11, gelu_tanh: 12, gelu_erf: 13, quick_gelu: 14, exp: 15, identity: 16 } as const;
@@ -12,9 +14,11 @@ export type UnaryOp = keyof typeof UNARY_OPS;
 export type BinaryOp = keyof typeof BINARY_OPS;
 
 export interface ElementwiseVariant {
-  [k: string]: number;
+  [k: string]: number | string;
   op: number;
   wrt: number;
+  /** Storage element type (math is f32 in both). */
+  dtype: DType;
 }
 
 const MAX_RANK = 8;
@@ -22,6 +26,7 @@ const MAX_RANK = 8;
 export const elementwiseKernel = new Kernel<ElementwiseVariant>({
   name: 'elementwise',
   entryPoints: ['unary', 'unary_grad', 'binary', 'binary_grad'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'a', kind: 'read' },
@@ -48,14 +53,14 @@ function params(n: number, alpha = 1, shape: Shape = [], aStrides: number[] = []
   return { n, rank: shape.length, alpha, shape: pad8(shape, 1), aStrides: pad8(aStrides, 0), bStrides: pad8(bStrides, 0) };
 }
 
-/** y = f(x). `alpha` is the factor of 'scale'. */
+/** y = f(x). `alpha` is the factor of 'scale'. f32 or f16 (y has x's dtype; f32 math either way). */
 export function unary(op: UnaryOp, x: Tensor, opts: { alpha?: number } = {}): Tensor {
-  requireDType(op, 'f32', x);
+  const dtype = commonDType(op, x);
   const gpu = x.gpu;
-  const y = Tensor.empty(gpu, x.shape, 'f32', `${op}(${x.label})`);
+  const y = Tensor.empty(gpu, x.shape, dtype, `${op}(${x.label})`);
   elementwiseKernel.run(gpu, {
     entry: 'unary',
-    variant: { op: UNARY_OPS[op], wrt: 0 },
+    variant: { op: UNARY_OPS[op], wrt: 0, dtype },
     params: params(x.size, opts.alpha ?? 1),
     buffers: { a: x, y },
     workgroups: grid1d(gpu, x.size),
@@ -66,14 +71,14 @@ export function unary(op: UnaryOp, x: Tensor, opts: { alpha?: number } = {}): Te
 
 /** dx = dy · f'(x). */
 export function unaryBackward(op: UnaryOp, x: Tensor, dy: Tensor, opts: { alpha?: number } = {}): Tensor {
-  requireDType(`${op} backward`, 'f32', x, dy);
+  const dtype = commonDType(`${op} backward`, x, dy);
   requireSameGpu(`${op} backward`, x, dy);
   if (dy.size !== x.size) throw new ShapeError(`${op} backward: dy ${shapeStr(dy.shape)} must match x ${shapeStr(x.shape)}`);
   const gpu = x.gpu;
-  const dx = Tensor.empty(gpu, x.shape, 'f32', `d${op}(${x.label})`);
+  const dx = Tensor.empty(gpu, x.shape, dtype, `d${op}(${x.label})`);
   elementwiseKernel.run(gpu, {
     entry: 'unary_grad',
-    variant: { op: UNARY_OPS[op], wrt: 0 },
+    variant: { op: UNARY_OPS[op], wrt: 0, dtype },
     params: params(x.size, opts.alpha ?? 1),
     buffers: { a: x, dy, y: dx },
     workgroups: grid1d(gpu, x.size),
@@ -84,15 +89,15 @@ export function unaryBackward(op: UnaryOp, x: Tensor, dy: Tensor, opts: { alpha?
 
 /** y = a (op) b with numpy broadcasting. */
 export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  requireDType(op, 'f32', a, b);
+  const dtype = commonDType(op, a, b);
   requireSameGpu(op, a, b);
   const out = broadcastShapes(op, a.shape, b.shape);
   if (out.length > MAX_RANK) throw new ShapeError(`${op}: rank ${out.length} exceeds the supported ${MAX_RANK}`);
   const gpu = a.gpu;
-  const y = Tensor.empty(gpu, out, 'f32', `${op}(${a.label}, ${b.label})`);
+  const y = Tensor.empty(gpu, out, dtype, `${op}(${a.label}, ${b.label})`);
   elementwiseKernel.run(gpu, {
     entry: 'binary',
-    variant: { op: BINARY_OPS[op], wrt: 0 },
+    variant: { op: BINARY_OPS[op], wrt: 0, dtype },
     params: params(y.size, 1, out, broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)),
     buffers: { a, b, y },
     workgroups: grid1d(gpu, y.size),
@@ -103,16 +108,16 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
 
 /** Gradients of y = a (op) b; each is reduced over its broadcast dims back to its operand's shape. */
 export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, dy: Tensor): { da: Tensor; db: Tensor } {
-  requireDType(`${op} backward`, 'f32', a, b, dy);
+  const dtype = commonDType(`${op} backward`, a, b, dy);
   const out = broadcastShapes(op, a.shape, b.shape);
   if (dy.size !== out.reduce((p, d) => p * d, 1))
     throw new ShapeError(`${op} backward: dy ${shapeStr(dy.shape)} must have the broadcast shape ${shapeStr(out)}`);
   const gpu = a.gpu;
   const grads = [a, b].map((operand, wrt) => {
-    const full = Tensor.empty(gpu, out, 'f32', `d${op}/d${wrt ? 'b' : 'a'}`);
+    const full = Tensor.empty(gpu, out, dtype, `d${op}/d${wrt ? 'b' : 'a'}`);
     elementwiseKernel.run(gpu, {
       entry: 'binary_grad',
-      variant: { op: BINARY_OPS[op], wrt },
+      variant: { op: BINARY_OPS[op], wrt, dtype },
       params: params(full.size, 1, out, broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)),
       buffers: { a, b, dy, y: full },
       workgroups: grid1d(gpu, full.size),
@@ -123,8 +128,18 @@ export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, dy: Tensor): 
       full.release();
       return g;
     }
-    const g = sumTo(full, operand.shape);
+    if (dtype === 'f32') {
+      const g = sumTo(full, operand.shape);
+      full.release();
+      return g;
+    }
+    // f16: the broadcast sum accumulates in f32 (an f32 copy of the per-element gradient), then rounds once.
+    const full32 = cast(full, 'f32');
     full.release();
+    const g32 = sumTo(full32, operand.shape);
+    full32.release();
+    const g = cast(g32, 'f16');
+    g32.release();
     return g;
   });
   return { da: grads[0], db: grads[1] };

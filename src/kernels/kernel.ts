@@ -3,9 +3,10 @@
 // wgsl_reflect) when the wrapper is constructed, so a mismatch fails at load instead of as a GPU validation error.
 import { WgslReflect, ResourceType } from 'wgsl_reflect/wgsl_reflect.module.js';
 import type { Gpu } from '../../runtime/device.js';
-import { KernelCompileError, KernelLayoutError, LimitError } from '../../runtime/errors.js';
+import { DTypeError, KernelCompileError, KernelLayoutError, LimitError } from '../../runtime/errors.js';
 import { type Variant, variantKey } from '../../runtime/pipeline_cache.js';
 import type { Tensor } from '../tensor.js';
+import type { DType } from '../dtype.js';
 import { WGSL_INCLUDES, WGSL_SOURCES } from './wgsl_sources.generated.js';
 
 export type BindingKind = 'uniform' | 'read' | 'read_write';
@@ -29,6 +30,13 @@ export interface KernelSpec<V extends Variant> {
   readonly constants?: (v: V) => Record<string, number>;
   /** Lines put before the WGSL for a variant (e.g. `enable f16;` and the element alias). */
   readonly prelude?: (v: V) => string;
+  /**
+   * Storage element types the WGSL is written for. A kernel that lists them declares its tensor bindings with the
+   * element alias `T` (math stays f32: loads convert with `f32(x[i])`, stores with `T(v)`); the harness puts
+   * `alias T = f32;` before the source, or `enable f16;` and `alias T = f16;` for a variant with `dtype: 'f16'`.
+   * One WGSL file serves both, and the f32 variants compile to what they did before T existed.
+   */
+  readonly dtypes?: readonly DType[];
   /** WGSL source (defaults to kernels/<name>.wgsl); used by tests of the harness itself. */
   readonly source?: string;
 }
@@ -64,6 +72,25 @@ function layoutUniforms(fields: readonly (readonly [string, UniformType])[]): { 
   // Uniform structs are padded to 16 bytes so the binding size is always valid.
   return { fields: out, size: Math.max(16, Math.ceil(offset / 16) * 16) };
 }
+
+/**
+ * The element prelude of kernels with `dtypes`: T / T4 storage types and toT / toT4 stores. An f16 store of an f32
+ * beyond the f16 range gives ±Infinity explicitly (a runtime f32 → f16 conversion out of range is not defined by
+ * WGSL): overflow stays visible, as dynamic loss scaling needs.
+ */
+export const ELEMENT_PRELUDE: Record<DType, string> = {
+  f32: [
+    'alias T = f32; alias T4 = vec4<f32>;',
+    'fn toT(v: f32) -> T { return v; } fn toT4(v: vec4f) -> T4 { return v; }',
+  ].join('\n'),
+  f16: [
+    'enable f16; alias T = f16; alias T4 = vec4<f16>;',
+    // Infinity from a private variable: a const-expression infinity is a shader-creation error.
+    'var<private> F16_INF_BITS: u32 = 0x7c007c00u;',
+    'fn toT(v: f32) -> T { let inf = bitcast<vec2<f16>>(F16_INF_BITS).x; if (v >= 65520.0) { return inf; } if (v <= -65520.0) { return -inf; } return T(v); }',
+    'fn toT4(v: vec4f) -> T4 { return T4(toT(v.x), toT(v.y), toT(v.z), toT(v.w)); }',
+  ].join('\n'),
+};
 
 export type ParamValue = number | readonly number[];
 
@@ -132,9 +159,30 @@ export class Kernel<V extends Variant> {
     }
   }
 
+  /** The storage element type of a variant: its `dtype` field, f32 when absent. */
+  static dtypeOf(variant: Variant | undefined): DType {
+    const d = variant?.dtype;
+    return d === 'f16' ? 'f16' : 'f32';
+  }
+
+  /** Lines before the kernel source: the element alias (kernels with dtypes), then the spec's own prelude. */
+  private prelude(variant: V | undefined): string {
+    const lines: string[] = [];
+    if (this.spec.dtypes) {
+      const dtype = Kernel.dtypeOf(variant);
+      if (!this.spec.dtypes.includes(dtype))
+        throw new KernelLayoutError(this.spec.name, `no ${dtype} variant (the WGSL is written for ${this.spec.dtypes.join(', ')})`);
+      lines.push(ELEMENT_PRELUDE[dtype]);
+    } else if (variant?.dtype !== undefined && variant.dtype !== 'f32') {
+      throw new KernelLayoutError(this.spec.name, `no ${String(variant.dtype)} variant (the WGSL is f32 only)`);
+    }
+    if (this.spec.prelude) lines.push(this.spec.prelude(variant ?? ({} as V)));
+    return lines.join('\n');
+  }
+
   /** Where line n of the compiled source (prelude + kernel + appended includes) comes from: '<file> line <n>'. */
   sourceLine(variant: V | undefined, n: number): string {
-    const pre = variant && this.spec.prelude ? this.spec.prelude(variant) : this.spec.prelude ? this.spec.prelude({} as V) : '';
+    const pre = this.prelude(variant);
     const line = n - (pre ? pre.split('\n').length : 0);
     const inc = this.spec.source ? undefined : [...(WGSL_INCLUDES[this.spec.name] ?? [])].reverse().find(([start]) => line >= start);
     if (inc) return `${inc[1]} line ${line - inc[0] + 1}`;
@@ -142,7 +190,7 @@ export class Kernel<V extends Variant> {
   }
 
   private withPrelude(variant: V | undefined): string {
-    const pre = variant && this.spec.prelude ? this.spec.prelude(variant) : this.spec.prelude ? this.spec.prelude({} as V) : '';
+    const pre = this.prelude(variant);
     return pre ? `${pre}\n${this.source}` : this.source;
   }
 
@@ -180,6 +228,8 @@ export class Kernel<V extends Variant> {
     if (failed) throw failed;
     const cached = gpu.pipelines.get(key);
     if (cached) return cached;
+    if (Kernel.dtypeOf(variant) === 'f16' && !gpu.hasF16)
+      throw new DTypeError(`${this.spec.name}.${entry}: the f16 variant needs the 'shader-f16' feature, which this device does not offer`);
     const label = `${this.spec.name}.${entry}${JSON.stringify(variant)}`;
     const device = gpu.device;
     device.pushErrorScope('validation');

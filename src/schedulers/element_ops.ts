@@ -94,7 +94,7 @@ function gpuScale(x: Tensor, alpha: number): Tensor {
   const y = Tensor.empty(x.gpu, x.shape, 'f32', 'scheduler.scale');
   elementwiseKernel.run(x.gpu, {
     entry: 'unary',
-    variant: { op: UNARY_OPS.scale, wrt: 0 },
+    variant: { op: UNARY_OPS.scale, wrt: 0, dtype: 'f32' },
     params: flat(x.size, Math.fround(alpha)),
     buffers: { a: x, y },
     workgroups: grid1d(x.gpu, x.size),
@@ -110,7 +110,7 @@ function gpuBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const y = Tensor.empty(a.gpu, a.shape, 'f32', `scheduler.${op}`);
   elementwiseKernel.run(a.gpu, {
     entry: 'binary',
-    variant: { op: BINARY_OPS[op], wrt: 0 },
+    variant: { op: BINARY_OPS[op], wrt: 0, dtype: 'f32' },
     params: flat(a.size, 1),
     buffers: { a, b, y },
     workgroups: grid1d(a.gpu, a.size),

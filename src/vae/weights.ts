@@ -53,6 +53,7 @@ export async function vaeWeightSource(source: WeightSource, parts: VaeParts): Pr
         return t;
       },
       read: (n) => cp.read(n),
+      readF16: (n) => cp.readF16(n),
       close: () => cp.close(),
     };
     return view;
