@@ -40,17 +40,17 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> gamma: array<T>;
+@group(0) @binding(3) var<storage, read> beta: array<T>;
+@group(0) @binding(4) var<storage, read> dy: array<T>;
+@group(0) @binding(5) var<storage, read_write> y: array<T>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(7) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(8) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
-@group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dx: array<T>;
+@group(0) @binding(10) var<storage, read_write> dgamma: array<T>;
+@group(0) @binding(11) var<storage, read_write> dbeta: array<T>;
 
 var<workgroup> sn: array<f32, WG>;
 var<workgroup> sm: array<f32, WG>;
@@ -157,7 +157,7 @@ fn stats(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     var v: array<f32, 4>;
     for (var u = 0u; u < 4u; u++) {
       let k = j + u * WG;
-      if (k < j1) { v[u] = x[base + k]; }
+      if (k < j1) { v[u] = f32(x[base + k]); }
     }
     for (var u = 0u; u < 4u; u++) {
       if (j + u * WG < j1) { mo = push(mo, v[u]); }
@@ -209,9 +209,9 @@ fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     for (var u = 0u; u < 4u; u++) {
       let k = j + u * WG;
       if (k < j1) {
-        v[u] = x[base + k];
-        ga[u] = gamma[c];
-        be[u] = beta[c];
+        v[u] = f32(x[base + k]);
+        ga[u] = f32(gamma[c]);
+        be[u] = f32(beta[c]);
       }
       r += params.stepR;
       c += params.stepC;
@@ -220,7 +220,7 @@ fn apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     for (var u = 0u; u < 4u; u++) {
       let k = j + u * WG;
       // (x − μ) first: folding μ into the shift (x·a + (β − μ·a)) would cancel when |μ| ≫ std.
-      if (k < j1) { y[base + k] = act((v[u] - mu) * (rs * ga[u]) + be[u]); }
+      if (k < j1) { y[base + k] = toT(act((v[u] - mu) * (rs * ga[u]) + be[u])); }
     }
   }
 }
@@ -236,8 +236,8 @@ fn bwd_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   let grp = (row / params.C) * params.G + c / params.Cg;
   let mu = mean[grp];
   let rs = rstd[grp];
-  let ga = gamma[c];
-  let be = beta[c];
+  let ga = f32(gamma[c]);
+  let be = f32(beta[c]);
   let base = row * params.HW;
   let j0 = rc * params.rowChunkLen;
   let j1 = min(params.HW, j0 + params.rowChunkLen);
@@ -249,8 +249,8 @@ fn bwd_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     for (var u = 0u; u < 4u; u++) {
       let k = j + u * WG;
       if (k < j1) {
-        v[u] = x[base + k];
-        g[u] = dy[base + k];
+        v[u] = f32(x[base + k]);
+        g[u] = f32(dy[base + k]);
       }
     }
     for (var u = 0u; u < 4u; u++) {
@@ -283,8 +283,8 @@ fn bwd_params(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
       s1 += partial[2u * (p0 + i) + 1u];
     }
   }
-  dbeta[c] = s0;
-  dgamma[c] = s1;
+  dbeta[c] = toT(s0);
+  dgamma[c] = toT(s1);
 }
 
 @compute @workgroup_size(WG)
@@ -300,7 +300,7 @@ fn bwd_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
   var t0 = 0.0;
   var t1 = 0.0;
   for (var k = lid; k < params.Cg * params.rowChunks; k += WG) {
-    let ga = gamma[c0 + k / params.rowChunks];
+    let ga = f32(gamma[c0 + k / params.rowChunks]);
     t0 += ga * partial[2u * (p0 + k)];
     t1 += ga * partial[2u * (p0 + k) + 1u];
   }
@@ -321,10 +321,10 @@ fn bwd_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
     for (var u = 0u; u < 4u; u++) {
       let k = j + u * WG;
       if (k < j1) {
-        v[u] = x[base + k];
-        g[u] = dy[base + k];
-        ga[u] = gamma[c];
-        be[u] = beta[c];
+        v[u] = f32(x[base + k]);
+        g[u] = f32(dy[base + k]);
+        ga[u] = f32(gamma[c]);
+        be[u] = f32(beta[c]);
       }
       r += params.stepR;
       c += params.stepC;
@@ -335,7 +335,7 @@ fn bwd_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
       if (k < j1) {
         let xh = (v[u] - mu) * rs;
         let dz = g[u] * actGrad(xh * ga[u] + be[u]);
-        dx[base + k] = rs * (ga[u] * dz - S.x - xh * S.y);
+        dx[base + k] = toT(rs * (ga[u] * dz - S.x - xh * S.y));
       }
     }
   }

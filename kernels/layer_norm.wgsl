@@ -28,17 +28,17 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> weight: array<T>;
+@group(0) @binding(3) var<storage, read> bias: array<T>;
+@group(0) @binding(4) var<storage, read> dy: array<T>;
+@group(0) @binding(5) var<storage, read_write> y: array<T>;
 @group(0) @binding(6) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(7) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<T>;
 @group(0) @binding(9) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(10) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(11) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dweight: array<T>;
+@group(0) @binding(11) var<storage, read_write> dbias: array<T>;
 
 var<workgroup> red0: array<f32, WG>;
 var<workgroup> red1: array<f32, WG>;
@@ -67,8 +67,8 @@ fn segmentSum2(lid: u32, t: u32, span: u32, stride: u32, a: f32, b: f32) -> vec2
 
 fn affine(v: f32, d: u32) -> f32 {
   var o = v;
-  if (HAS_W == 1u) { o *= weight[d]; }
-  if (HAS_B == 1u) { o += bias[d]; }
+  if (HAS_W == 1u) { o *= f32(weight[d]); }
+  if (HAS_B == 1u) { o += f32(bias[d]); }
   return o;
 }
 
@@ -80,51 +80,51 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   let flat = flatId(wid, nwg);
   // Whole workgroups past the grid leave together, so the barriers stay in uniform control flow.
   if (flat * params.R >= params.M) { return; }
-  let T = params.T;
+  let TPR = params.T;
   let D = params.D;
-  let t = lid % T;
-  let row = flat * params.R + lid / T;
+  let t = lid % TPR;
+  let row = flat * params.R + lid / TPR;
   // Rows past M (last workgroup) read nothing but still take part in the barriers.
   let live = row < params.M;
   let base = row * D;
   var s = 0.0;
   if (live) {
-    for (var d = t; d < D; d += 4u * T) {
+    for (var d = t; d < D; d += 4u * TPR) {
       // Lanes past the row are set to 0 explicitly: a var declared in a loop is not reliably re-zeroed per
       // iteration (Tint → SPIR-V on lavapipe keeps the previous iteration's values).
       var v: array<f32, 4>;
       for (var u = 0u; u < 4u; u++) {
-        if (d + u * T < D) { v[u] = x[base + d + u * T]; } else { v[u] = 0.0; }
+        if (d + u * TPR < D) { v[u] = f32(x[base + d + u * TPR]); } else { v[u] = 0.0; }
       }
       s += (v[0] + v[1]) + (v[2] + v[3]);
     }
   }
-  let mu = segmentSum2(lid, t, T, 1u, s, 0.0).x / f32(D);
+  let mu = segmentSum2(lid, t, TPR, 1u, s, 0.0).x / f32(D);
   var q = 0.0;
   if (live) {
-    for (var d = t; d < D; d += 4u * T) {
+    for (var d = t; d < D; d += 4u * TPR) {
       for (var u = 0u; u < 4u; u++) {
-        if (d + u * T < D) {
-          let e = x[base + d + u * T] - mu;
+        if (d + u * TPR < D) {
+          let e = f32(x[base + d + u * TPR]) - mu;
           q += e * e;
         }
       }
     }
   }
-  let rs = inverseSqrt(segmentSum2(lid, t, T, 1u, q, 0.0).x / f32(D) + params.eps);
+  let rs = inverseSqrt(segmentSum2(lid, t, TPR, 1u, q, 0.0).x / f32(D) + params.eps);
   if (!live) { return; }
   if (t == 0u) {
     mean[row] = mu;
     rstd[row] = rs;
   }
-  for (var d = t; d < D; d += 4u * T) {
+  for (var d = t; d < D; d += 4u * TPR) {
     var v: array<f32, 4>;
     for (var u = 0u; u < 4u; u++) {
-      if (d + u * T < D) { v[u] = x[base + d + u * T]; }
+      if (d + u * TPR < D) { v[u] = f32(x[base + d + u * TPR]); }
     }
     for (var u = 0u; u < 4u; u++) {
-      let k = d + u * T;
-      if (k < D) { y[base + k] = affine((v[u] - mu) * rs, k); }
+      let k = d + u * TPR;
+      if (k < D) { y[base + k] = toT(affine((v[u] - mu) * rs, k)); }
     }
   }
 }
@@ -134,10 +134,10 @@ fn bwd_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
           @builtin(local_invocation_index) lid: u32) {
   let flat = flatId(wid, nwg);
   if (flat * params.R >= params.M) { return; }
-  let T = params.T;
+  let TPR = params.T;
   let D = params.D;
-  let t = lid % T;
-  let row = flat * params.R + lid / T;
+  let t = lid % TPR;
+  let row = flat * params.R + lid / TPR;
   let live = row < params.M;
   let base = row * D;
   var mu = 0.0;
@@ -149,15 +149,15 @@ fn bwd_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   var s0 = 0.0;
   var s1 = 0.0;
   if (live) {
-    for (var d = t; d < D; d += 4u * T) {
+    for (var d = t; d < D; d += 4u * TPR) {
       var v: array<f32, 4>;
       var g: array<f32, 4>;
       for (var u = 0u; u < 4u; u++) {
-        let k = d + u * T;
+        let k = d + u * TPR;
         if (k < D) {
-          v[u] = x[base + k];
-          g[u] = dy[base + k];
-          if (HAS_W == 1u) { g[u] *= weight[k]; }
+          v[u] = f32(x[base + k]);
+          g[u] = f32(dy[base + k]);
+          if (HAS_W == 1u) { g[u] *= f32(weight[k]); }
         } else {
           v[u] = mu;
           g[u] = 0.0;
@@ -170,22 +170,22 @@ fn bwd_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
       }
     }
   }
-  let S = segmentSum2(lid, t, T, 1u, s0, s1) / f32(D);
+  let S = segmentSum2(lid, t, TPR, 1u, s0, s1) / f32(D);
   if (!live) { return; }
-  for (var d = t; d < D; d += 4u * T) {
+  for (var d = t; d < D; d += 4u * TPR) {
     var v: array<f32, 4>;
     var g: array<f32, 4>;
     for (var u = 0u; u < 4u; u++) {
-      let k = d + u * T;
+      let k = d + u * TPR;
       if (k < D) {
-        v[u] = x[base + k];
-        g[u] = dy[base + k];
-        if (HAS_W == 1u) { g[u] *= weight[k]; }
+        v[u] = f32(x[base + k]);
+        g[u] = f32(dy[base + k]);
+        if (HAS_W == 1u) { g[u] *= f32(weight[k]); }
       }
     }
     for (var u = 0u; u < 4u; u++) {
-      let k = d + u * T;
-      if (k < D) { dx[base + k] = rs * (g[u] - S.x - (v[u] - mu) * rs * S.y); }
+      let k = d + u * TPR;
+      if (k < D) { dx[base + k] = toT(rs * (g[u] - S.x - (v[u] - mu) * rs * S.y)); }
     }
   }
 }
@@ -208,8 +208,8 @@ fn bwd_params(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     let m0 = chunk * params.chunkRows;
     let m1 = min(params.M, m0 + params.chunkRows);
     for (var m = m0 + lane; m < m1; m += wgY) {
-      let g = dy[m * params.D + d];
-      sw += g * (x[m * params.D + d] - mean[m]) * rstd[m];
+      let g = f32(dy[m * params.D + d]);
+      sw += g * (f32(x[m * params.D + d]) - mean[m]) * rstd[m];
       sb += g;
     }
   }
@@ -232,6 +232,6 @@ fn bwd_params_sum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
     sw += partial[i * 2u * params.D + d];
     sb += partial[i * 2u * params.D + params.D + d];
   }
-  if (HAS_W == 1u) { dweight[d] = sw; }
-  if (HAS_B == 1u) { dbias[d] = sb; }
+  if (HAS_W == 1u) { dweight[d] = toT(sw); }
+  if (HAS_B == 1u) { dbias[d] = toT(sb); }
 }

@@ -16,8 +16,10 @@
 // maximal sizes (WGSL wants const sizes there; the wrapper keeps TM, TN ∈ {4, 8} and ≤ 4 loads per thread) and are
 // indexed by constants only: per-row / per-unit code is written out under override guards instead of looped.
 //
-// VEC4 (set with the prelude's `Elem = vec4<f32>`): buffers are read and written as vec4s, which needs the
-// contiguous dim of every operand and N to be multiples of 4. Otherwise Elem = f32 and all accesses are scalar.
+// VEC4 (set with the prelude's `Elem = vec4<T>`): buffers are read and written as vec4s, which needs the
+// contiguous dim of every operand and N to be multiples of 4. Otherwise Elem = T and all accesses are scalar.
+// T is the storage type (f32, or f16 for the f16 variant); loads convert to f32 (toVec4), the tiles in workgroup
+// memory and the accumulators are f32 in both, stores convert back (elem4, elem1).
 // M, N, K are arbitrary either way (≥ 0): partial tiles load zeros and store nothing outside Y.
 
 override BM: u32 = 128u;
@@ -109,13 +111,13 @@ fn readBuf(buf: u32, i: u32) -> Elem {
 fn fetch4(buf: u32, e: u32, col: u32, rowLen: u32, valid: bool) -> vec4f {
   if (VEC4) {
     if (!valid || col >= rowLen) { return vec4f(0.0); }
-    return vec4f(readBuf(buf, e / 4u));
+    return toVec4(readBuf(buf, e / 4u));
   }
   var v = vec4f(0.0);
-  if (valid && col < rowLen) { v.x = vec4f(readBuf(buf, e)).x; }
-  if (valid && col + 1u < rowLen) { v.y = vec4f(readBuf(buf, e + 1u)).x; }
-  if (valid && col + 2u < rowLen) { v.z = vec4f(readBuf(buf, e + 2u)).x; }
-  if (valid && col + 3u < rowLen) { v.w = vec4f(readBuf(buf, e + 3u)).x; }
+  if (valid && col < rowLen) { v.x = toVec4(readBuf(buf, e)).x; }
+  if (valid && col + 1u < rowLen) { v.y = toVec4(readBuf(buf, e + 1u)).x; }
+  if (valid && col + 2u < rowLen) { v.z = toVec4(readBuf(buf, e + 2u)).x; }
+  if (valid && col + 3u < rowLen) { v.w = toVec4(readBuf(buf, e + 3u)).x; }
   return v;
 }
 
@@ -125,15 +127,15 @@ fn store4(toPre: bool, e: u32, col: u32, v: vec4f) {
     return;
   }
   if (toPre) {
-    pre[e] = Elem(v.x);  // col < N holds (emit checked it)
-    if (col + 1u < params.N) { pre[e + 1u] = Elem(v.y); }
-    if (col + 2u < params.N) { pre[e + 2u] = Elem(v.z); }
-    if (col + 3u < params.N) { pre[e + 3u] = Elem(v.w); }
+    pre[e] = elem1(v.x);  // col < N holds (emit checked it)
+    if (col + 1u < params.N) { pre[e + 1u] = elem1(v.y); }
+    if (col + 2u < params.N) { pre[e + 2u] = elem1(v.z); }
+    if (col + 3u < params.N) { pre[e + 3u] = elem1(v.w); }
   } else {
-    y[e] = Elem(v.x);
-    if (col + 1u < params.N) { y[e + 1u] = Elem(v.y); }
-    if (col + 2u < params.N) { y[e + 2u] = Elem(v.z); }
-    if (col + 3u < params.N) { y[e + 3u] = Elem(v.w); }
+    y[e] = elem1(v.x);
+    if (col + 1u < params.N) { y[e + 1u] = elem1(v.y); }
+    if (col + 2u < params.N) { y[e + 2u] = elem1(v.z); }
+    if (col + 3u < params.N) { y[e + 3u] = elem1(v.w); }
   }
 }
 
@@ -377,8 +379,8 @@ fn sum_slices(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
               @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * nwg.x + wid.x) * 256u + lid;
   if (i >= params.M) { return; }
-  var acc = a[i];
-  for (var z = 1u; z < params.K; z++) { acc += a[z * params.M + i]; }
-  if (HAS_RES) { acc += res[i]; }
-  y[i] = acc;
+  var acc = toVec4(a[i]);
+  for (var z = 1u; z < params.K; z++) { acc += toVec4(a[z * params.M + i]); }
+  if (HAS_RES) { acc += toVec4(res[i]); }
+  y[i] = elem4(acc);
 }

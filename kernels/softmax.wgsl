@@ -5,7 +5,8 @@
 // a whole workgroup and a row of 4096 gets one. Thread t of a row takes the strided elements t, t + tpr, ...; the
 // first VPT of them stay in registers (VPT is a const from the wrapper's prelude), so rows up to tpr·VPT are read
 // once; elements beyond that are re-read from memory. Row max / sum combine in workgroup memory by a tree within
-// each row's tpr-wide segment.
+// each row's tpr-wide segment. Storage is T (f32 or f16); the math is f32 in both (an f16 row of ±65504 is
+// max-subtracted in f32, so exp never overflows).
 
 override WG: u32 = 256u;   // power of two
 
@@ -17,10 +18,10 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> y: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> y: array<T>;
+@group(0) @binding(3) var<storage, read> dy: array<T>;
+@group(0) @binding(4) var<storage, read_write> out: array<T>;
 
 var<workgroup> red: array<f32, WG>;
 
@@ -76,10 +77,10 @@ fn softmax(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   for (var k = 0u; k < VPT; k++) {
     let c = L.t + k * tpr;
     v[k] = LOWEST;
-    if (c < C) { v[k] = x[L.base + c]; }
+    if (c < C) { v[k] = f32(x[L.base + c]); }
     m = max(m, v[k]);
   }
-  for (var c = tail; c < C; c += tpr) { m = max(m, x[L.base + c]); }
+  for (var c = tail; c < C; c += tpr) { m = max(m, f32(x[L.base + c])); }
   m = rowMax(lid, L.t, m);
 
   var s = 0.0;
@@ -88,14 +89,14 @@ fn softmax(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     v[k] = select(0.0, exp(v[k] - m), c < C);
     s += v[k];
   }
-  for (var c = tail; c < C; c += tpr) { s += exp(x[L.base + c] - m); }
+  for (var c = tail; c < C; c += tpr) { s += exp(f32(x[L.base + c]) - m); }
   let inv = 1.0 / rowSum(lid, L.t, s);
 
   for (var k = 0u; k < VPT; k++) {
     let c = L.t + k * tpr;
-    if (c < C) { out[L.base + c] = v[k] * inv; }
+    if (c < C) { out[L.base + c] = toT(v[k] * inv); }
   }
-  for (var c = tail; c < C; c += tpr) { out[L.base + c] = exp(x[L.base + c] - m) * inv; }
+  for (var c = tail; c < C; c += tpr) { out[L.base + c] = toT(exp(f32(x[L.base + c]) - m) * inv); }
 }
 
 @compute @workgroup_size(WG)
@@ -113,17 +114,17 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
     yv[k] = 0.0;
     gv[k] = 0.0;
     if (c < C) {
-      yv[k] = y[L.base + c];
-      gv[k] = dy[L.base + c];
+      yv[k] = f32(y[L.base + c]);
+      gv[k] = f32(dy[L.base + c]);
     }
     d += yv[k] * gv[k];
   }
-  for (var c = tail; c < C; c += tpr) { d += y[L.base + c] * dy[L.base + c]; }
+  for (var c = tail; c < C; c += tpr) { d += f32(y[L.base + c]) * f32(dy[L.base + c]); }
   d = rowSum(lid, L.t, d);
 
   for (var k = 0u; k < VPT; k++) {
     let c = L.t + k * tpr;
-    if (c < C) { out[L.base + c] = yv[k] * (gv[k] - d); }
+    if (c < C) { out[L.base + c] = toT(yv[k] * (gv[k] - d)); }
   }
-  for (var c = tail; c < C; c += tpr) { out[L.base + c] = y[L.base + c] * (dy[L.base + c] - d); }
+  for (var c = tail; c < C; c += tpr) { out[L.base + c] = toT(f32(y[L.base + c]) * (f32(dy[L.base + c]) - d)); }
 }

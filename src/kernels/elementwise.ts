@@ -5,7 +5,6 @@ import type { DType } from '../dtype.js';
 import { broadcastShapes, broadcastStrides, commonDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
-import { cast } from './cast.js';
 import { sumTo } from './reduce.js';
 
 export const UNARY_OPS = { scale: 10, silu: 11, gelu_tanh: 12, gelu_erf: 13, quick_gelu: 14, exp: 15, identity: 16 } as const;
@@ -128,18 +127,9 @@ export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, dy: Tensor): 
       full.release();
       return g;
     }
-    if (dtype === 'f32') {
-      const g = sumTo(full, operand.shape);
-      full.release();
-      return g;
-    }
-    // f16: the broadcast sum accumulates in f32 (an f32 copy of the per-element gradient), then rounds once.
-    const full32 = cast(full, 'f32');
+    // f16: sumTo accumulates in f32 and rounds once.
+    const g = sumTo(full, operand.shape);
     full.release();
-    const g32 = sumTo(full32, operand.shape);
-    full32.release();
-    const g = cast(g32, 'f16');
-    g32.release();
     return g;
   });
   return { da: grads[0], db: grads[1] };

@@ -26,11 +26,20 @@ export const F16_TOL = {
 
 /**
  * Tolerance of an f16 output that reduces `n` terms of magnitude ≤ `magnitude` in f32, with `roundings` f16
- * roundings of intermediate terms (default 1: the terms themselves were rounded to f16 before the sum).
+ * roundings of the terms before the sum (0: the kernel reads exact f16 inputs and accumulates in f32; 1: the terms
+ * themselves were rounded to f16, e.g. a gradient dZ stored in f16). Adds the elementwise tolerance for a fused
+ * epilogue (activation) and the final rounding (rtol u).
  */
-export function f16Tolerance(kind: 'sum', n: number, magnitude: number, roundings = 1): Tolerance {
-  void kind;
-  return { atol: (roundings * U16 + n * U32) * n * magnitude + 2 ** -24, rtol: U16 * 1.01 };
+export function f16Tolerance(n: number, magnitude: number, roundings = 0): Tolerance {
+  return { atol: (roundings * U16 + n * U32) * n * magnitude + F16_TOL.elementwise.atol, rtol: F16_TOL.elementwise.rtol };
+}
+
+/**
+ * Tolerance of an f16 normalisation output (layer / group norm, softmax) over rows of n: statistics in f32 are off by
+ * about n·2^-24 relative, which scales outputs of magnitude ≤ maxAbs; then one rounding (rtol u).
+ */
+export function f16NormTolerance(n: number, maxAbs: number): Tolerance {
+  return { atol: n * U32 * maxAbs + F16_TOL.elementwise.atol, rtol: F16_TOL.elementwise.rtol };
 }
 
 export type F16Status = { ok: true } | { ok: false; reason: string };

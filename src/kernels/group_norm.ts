@@ -4,12 +4,15 @@
 import type { Gpu } from '../../runtime/device.js';
 import { ShapeError } from '../../runtime/errors.js';
 import { Tensor, numel, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu, requireShape } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType, requireDType, requireSameGpu, requireShape } from './checks.js';
 import { clampWorkgroup, grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
 
 export interface GroupNormVariant {
-  [k: string]: number;
+  [k: string]: number | string;
+  /** Storage type of x, y, gamma, beta and their gradients; statistics, partial sums and the math are f32. */
+  dtype: DType;
   wg: number;
   silu: number;
 }
@@ -17,6 +20,7 @@ export interface GroupNormVariant {
 export const groupNormKernel = new Kernel<GroupNormVariant>({
   name: 'group_norm',
   entryPoints: ['stats', 'apply', 'bwd_reduce', 'bwd_params', 'bwd_apply'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'x', kind: 'read' },
@@ -127,10 +131,11 @@ interface Dims {
   C: number;
   HW: number;
   G: number;
+  dtype: DType;
 }
 
 function checkOperands(op: string, x: Tensor, gamma: Tensor, beta: Tensor, groups: number): Dims {
-  requireDType(op, 'f32', x, gamma, beta);
+  const dtype = commonDType(op, x, gamma, beta);
   requireSameGpu(op, x, gamma, beta);
   if (x.rank < 2) throw new ShapeError(`${op}: x must be [B, C, *spatial] (rank >= 2), got ${shapeStr(x.shape)}`);
   const [B, C] = x.shape;
@@ -139,7 +144,7 @@ function checkOperands(op: string, x: Tensor, gamma: Tensor, beta: Tensor, group
     throw new ShapeError(`${op}: C = ${C} channels of x ${shapeStr(x.shape)} must split into groups = ${G} equal groups (expected a divisor of ${C})`);
   requireShape(op, gamma, [C]);
   requireShape(op, beta, [C]);
-  return { B, C, HW: numel(x.shape.slice(2)), G };
+  return { B, C, HW: numel(x.shape.slice(2)), G, dtype };
 }
 
 function uniforms(d: Dims, p: GroupNormPlan, eps: number) {
@@ -178,12 +183,12 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, opts: GroupNor
   const eps = opts.eps ?? 1e-5;
   checkEps(op, eps);
   const gpu = x.gpu;
-  const y = Tensor.empty(gpu, x.shape, 'f32', `group_norm(${x.label})`);
+  const y = Tensor.empty(gpu, x.shape, d.dtype, `group_norm(${x.label})`);
   const mean = Tensor.empty(gpu, [d.B, d.G], 'f32', 'group_norm.mean');
   const rstd = Tensor.empty(gpu, [d.B, d.G], 'f32', 'group_norm.rstd');
   if (x.size === 0) return { y, mean, rstd };
   const p = planGroupNorm(gpu, d.B, d.C, d.HW, d.G, opts.plan);
-  const variant = { wg: p.wg, silu: opts.silu ? 1 : 0 };
+  const variant = { wg: p.wg, silu: opts.silu ? 1 : 0, dtype: d.dtype };
   const params = uniforms(d, p, eps);
   const grid = grid1d(gpu, d.B * d.G * p.chunks, 1);
   const partial = Tensor.empty(gpu, [d.B * d.G * p.chunks, 2], 'f32', 'group_norm.partial');
@@ -221,18 +226,19 @@ export function groupNormBackward(
   const op = 'group_norm backward';
   const d = checkOperands(op, x, gamma, beta, opts.groups);
   const { mean, rstd } = saved;
-  requireDType(op, 'f32', dy, mean, rstd);
+  requireDType(op, d.dtype, dy);
+  requireDType(op, 'f32', mean, rstd);
   requireSameGpu(op, x, dy, mean, rstd);
   requireShape(op, dy, x.shape);
   requireShape(op, mean, [d.B, d.G]);
   requireShape(op, rstd, [d.B, d.G]);
   const gpu = x.gpu;
-  const dx = Tensor.empty(gpu, x.shape, 'f32', `d_group_norm(${x.label})`);
-  const dgamma = Tensor.zeros(gpu, [d.C], 'f32', 'group_norm.dgamma');
-  const dbeta = Tensor.zeros(gpu, [d.C], 'f32', 'group_norm.dbeta');
+  const dx = Tensor.empty(gpu, x.shape, d.dtype, `d_group_norm(${x.label})`);
+  const dgamma = Tensor.zeros(gpu, [d.C], d.dtype, 'group_norm.dgamma');
+  const dbeta = Tensor.zeros(gpu, [d.C], d.dtype, 'group_norm.dbeta');
   if (x.size === 0) return { dx, dgamma, dbeta };
   const p = planGroupNorm(gpu, d.B, d.C, d.HW, d.G, opts.plan);
-  const variant = { wg: p.wg, silu: opts.silu ? 1 : 0 };
+  const variant = { wg: p.wg, silu: opts.silu ? 1 : 0, dtype: d.dtype };
   const params = uniforms(d, p, 0);
   const partial = Tensor.empty(gpu, [d.B * d.C * p.rowChunks, 2], 'f32', 'group_norm.bwd_partial');
   groupNormKernel.run(gpu, {

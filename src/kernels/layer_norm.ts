@@ -3,12 +3,15 @@
 import type { Gpu } from '../../runtime/device.js';
 import { ShapeError } from '../../runtime/errors.js';
 import { Tensor, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu, requireShape } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType, requireDType, requireSameGpu, requireShape } from './checks.js';
 import { clampWorkgroup, grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
 
 export interface LayerNormVariant {
-  [k: string]: number;
+  [k: string]: number | string;
+  /** Storage type of x, y, weight, bias and their gradients; mean / rstd / partial sums and the math are f32. */
+  dtype: DType;
   wg: number;
   hasW: number;
   hasB: number;
@@ -17,6 +20,7 @@ export interface LayerNormVariant {
 export const layerNormKernel = new Kernel<LayerNormVariant>({
   name: 'layer_norm',
   entryPoints: ['forward', 'bwd_dx', 'bwd_params', 'bwd_params_sum'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'x', kind: 'read' },
@@ -102,15 +106,15 @@ export interface LayerNormResult {
   rstd: Tensor;
 }
 
-function dims(op: string, x: Tensor, weight?: Tensor, bias?: Tensor): { M: number; D: number } {
+function dims(op: string, x: Tensor, weight?: Tensor, bias?: Tensor): { M: number; D: number; dtype: DType } {
   const ts = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  requireDType(op, 'f32', ...ts);
+  const dtype = commonDType(op, ...ts);
   requireSameGpu(op, ...ts);
   if (x.rank < 1) throw new ShapeError(`${op}: x must have at least one dim [..., D], got ${shapeStr(x.shape)}`);
   const D = x.shape[x.rank - 1];
   if (weight) requireShape(op, weight, [D]);
   if (bias) requireShape(op, bias, [D]);
-  return { M: D === 0 ? 0 : x.size / D, D };
+  return { M: D === 0 ? 0 : x.size / D, D, dtype };
 }
 
 function uniforms(M: number, D: number, p: LayerNormPlan, eps: number) {
@@ -121,11 +125,11 @@ function uniforms(M: number, D: number, p: LayerNormPlan, eps: number) {
 export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): LayerNormResult {
   const op = 'layer_norm';
   const { weight, bias } = opts;
-  const { M, D } = dims(op, x, weight, bias);
+  const { M, D, dtype } = dims(op, x, weight, bias);
   const eps = opts.eps ?? 1e-5;
   if (!(Number.isFinite(eps) && eps >= 0)) throw new ShapeError(`${op}: eps must be a finite number >= 0, got ${eps}`);
   const gpu = x.gpu;
-  const y = Tensor.empty(gpu, x.shape, 'f32', `layer_norm(${x.label})`);
+  const y = Tensor.empty(gpu, x.shape, dtype, `layer_norm(${x.label})`);
   const statShape = x.shape.slice(0, -1);
   const mean = Tensor.empty(gpu, statShape, 'f32', 'layer_norm.mean');
   const rstd = Tensor.empty(gpu, statShape, 'f32', 'layer_norm.rstd');
@@ -133,7 +137,7 @@ export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): LayerNormResu
   const p = planLayerNorm(gpu, M, D, opts.plan);
   layerNormKernel.run(gpu, {
     entry: 'forward',
-    variant: { wg: p.wg, hasW: weight ? 1 : 0, hasB: bias ? 1 : 0 },
+    variant: { wg: p.wg, hasW: weight ? 1 : 0, hasB: bias ? 1 : 0, dtype },
     params: uniforms(M, D, p, eps),
     // A missing weight / bias is never read (HAS_W / HAS_B = 0); x stands in for its binding.
     buffers: { x, weight: weight ?? x, bias: bias ?? x, y, mean, rstd },
@@ -163,22 +167,23 @@ export function layerNormBackward(
 ): LayerNormGrads {
   const op = 'layer_norm backward';
   const { weight, bias } = opts;
-  const { M, D } = dims(op, x, weight, bias);
+  const { M, D, dtype } = dims(op, x, weight, bias);
   const { mean, rstd } = saved;
-  requireDType(op, 'f32', dy, mean, rstd);
+  requireDType(op, dtype, dy);
+  requireDType(op, 'f32', mean, rstd);
   requireSameGpu(op, x, dy, mean, rstd);
   requireShape(op, dy, x.shape);
   requireShape(op, mean, x.shape.slice(0, -1));
   requireShape(op, rstd, x.shape.slice(0, -1));
   const gpu = x.gpu;
-  const dx = Tensor.empty(gpu, x.shape, 'f32', `d_layer_norm(${x.label})`);
+  const dx = Tensor.empty(gpu, x.shape, dtype, `d_layer_norm(${x.label})`);
   const out: LayerNormGrads = { dx };
   const needParams = opts.needParams !== false;
-  if (weight && needParams) out.dweight = Tensor.zeros(gpu, [D], 'f32', 'layer_norm.dweight');
-  if (bias && needParams) out.dbias = Tensor.zeros(gpu, [D], 'f32', 'layer_norm.dbias');
+  if (weight && needParams) out.dweight = Tensor.zeros(gpu, [D], dtype, 'layer_norm.dweight');
+  if (bias && needParams) out.dbias = Tensor.zeros(gpu, [D], dtype, 'layer_norm.dbias');
   if (M === 0) return out;
   const p = planLayerNorm(gpu, M, D, opts.plan);
-  const variant = { wg: p.wg, hasW: weight ? 1 : 0, hasB: bias ? 1 : 0 };
+  const variant = { wg: p.wg, hasW: weight ? 1 : 0, hasB: bias ? 1 : 0, dtype };
   const params = uniforms(M, D, p, 0);
   layerNormKernel.run(gpu, {
     entry: 'bwd_dx',
@@ -200,7 +205,7 @@ export function layerNormBackward(
     label: 'layer_norm.bwd_params',
   });
   // A missing output is never written (HAS_W / HAS_B = 0); a scratch tensor stands in for its binding.
-  const scratch = !out.dweight || !out.dbias ? Tensor.empty(gpu, [1], 'f32', 'layer_norm.unused') : undefined;
+  const scratch = !out.dweight || !out.dbias ? Tensor.empty(gpu, [1], dtype, 'layer_norm.unused') : undefined;
   layerNormKernel.run(gpu, {
     entry: 'bwd_params_sum',
     variant,

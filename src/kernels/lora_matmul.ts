@@ -11,7 +11,7 @@
 //   db = column sums of dY (when asked)
 import { ShapeError } from '../../runtime/errors.js';
 import { Tensor, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu } from './checks.js';
+import { commonDType, requireSameGpu } from './checks.js';
 import { type MatmulTile, gemm } from './matmul.js';
 import { sumTo } from './reduce.js';
 
@@ -33,7 +33,8 @@ interface LoraDims {
 
 function dims(op: string, x: Tensor, W: Tensor, A: Tensor, B: Tensor, bias?: Tensor | null): LoraDims {
   const ts = [x, W, A, B, ...(bias ? [bias] : [])];
-  requireDType(op, 'f32', ...ts);
+  // One dtype for all (f32, or f16 with A and B cast from their f32 masters by the caller); y has it too.
+  commonDType(op, ...ts);
   requireSameGpu(op, ...ts);
   if (x.rank < 1) throw new ShapeError(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 1`);
   const K = x.shape[x.rank - 1];
@@ -145,7 +146,7 @@ export function loraLinearBackward(
 ): LoraGrads {
   const op = `${o.label ?? 'loraLinear'} backward`;
   const d = dims(op, x, W, A, B);
-  requireDType(op, 'f32', dy);
+  commonDType(op, x, dy);
   const yShape = [...d.lead, d.N];
   if (dy.rank !== yShape.length || dy.shape.some((v, i) => v !== yShape[i]))
     throw new ShapeError(`${op}: dy ${shapeStr(dy.shape)} must have y's shape ${shapeStr(yShape)}`);

@@ -14,9 +14,10 @@
 // override constants; the tile is chosen per device and shape by chooseMatmulTile unless given. Reductions over
 // many rows into a small output with both operands K-major (weight gradients) run split over K (splitKFor).
 import type { Gpu } from '../../runtime/device.js';
-import { ShapeError } from '../../runtime/errors.js';
+import { DTypeError, ShapeError } from '../../runtime/errors.js';
+import type { DType } from '../dtype.js';
 import { type Shape, Tensor, numel, shapeStr } from '../tensor.js';
-import { broadcastShapes, requireDType, requireSameGpu } from './checks.js';
+import { broadcastShapes, commonDType, requireSameGpu } from './checks.js';
 import { UNARY_OPS, unaryBackward } from './elementwise.js';
 import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
@@ -77,6 +78,8 @@ export type MatmulVariant = {
   readonly res: boolean;
   readonly act: number;
   readonly vec4: boolean;
+  /** Storage element type (f32 tiles and accumulators either way). */
+  readonly dtype: DType;
 };
 
 export const matmulKernel = new Kernel<MatmulVariant>({
@@ -129,11 +132,13 @@ export const matmulKernel = new Kernel<MatmulVariant>({
     ACT: v.act,
     VEC4: Number(v.vec4),
   }),
-  // The element type of the storage arrays: vec4 access needs array<vec4<f32>> bindings.
+  dtypes: ['f32', 'f16'],
+  // The element type of the storage arrays (vec4 access needs array<vec4<T>> bindings) and its conversions to and
+  // from the f32 math: toVec4 (a scalar is splat), elem4 (a vec4, or its x), elem1 (one value).
   prelude: (v) =>
     v.vec4
-      ? 'alias Elem = vec4<f32>;\nfn elem4(v: vec4f) -> Elem { return v; }'
-      : 'alias Elem = f32;\nfn elem4(v: vec4f) -> Elem { return v.x; }',
+      ? 'alias Elem = vec4<T>;\nfn toVec4(e: Elem) -> vec4f { return vec4f(e); }\nfn elem4(v: vec4f) -> Elem { return toT4(v); }\nfn elem1(v: f32) -> Elem { return Elem(toT(v)); }'
+      : 'alias Elem = T;\nfn toVec4(e: Elem) -> vec4f { return vec4f(f32(e)); }\nfn elem4(v: vec4f) -> Elem { return toT(v.x); }\nfn elem1(v: f32) -> Elem { return toT(v); }',
 });
 
 /** Shared-memory bytes a tile needs (two buffers each for A and B). */
@@ -200,6 +205,8 @@ const SPLIT_K_MIN_K = 128;
  * Only for a single GEMM without activation (alpha is linear and stays; the bias and a second pair go into slice 0).
  */
 export function splitKFor(c: GemmCall, tile: MatmulTile): number {
+  // f16: the slices' partial sums would be rounded to f16 before they are added; f16 GEMMs run whole.
+  if (c.a.t?.dtype === 'f16') return 1;
   if (c.batch !== 1 || c.storePre || (c.activation ?? 'none') !== 'none') return 1;
   const tiles = tilesOf(tile, c.M, c.N);
   if (tiles >= (c.b.trans ? SPLIT_K_BELOW_GROUPS : SPLIT_K_BELOW_GROUPS_KN)) return 1;
@@ -306,6 +313,7 @@ export function gemmVariant(gpu: Gpu, c: GemmCall): MatmulVariant {
     res: !!c.residual,
     act: ACT_IDS[c.activation ?? 'none'],
     vec4,
+    dtype: c.a.t.dtype,
   };
 }
 
@@ -346,8 +354,8 @@ function sumSlices(partial: Tensor, slices: number, outShape: Shape, residual: T
   const gpu = partial.gpu;
   const count = partial.size / slices;
   const vec4 = count % 4 === 0;
-  const y = Tensor.empty(gpu, outShape, 'f32', label);
-  const variant: MatmulVariant = { ...SUM_VARIANT, res: !!residual, vec4 };
+  const y = Tensor.empty(gpu, outShape, partial.dtype, label);
+  const variant: MatmulVariant = { ...SUM_VARIANT, res: !!residual, vec4, dtype: partial.dtype };
   const n = vec4 ? count / 4 : count;
   matmulKernel.run(gpu, {
     entry: 'sum_slices',
@@ -372,6 +380,7 @@ const SUM_VARIANT: MatmulVariant = {
   res: false,
   act: ACT_IDS.none,
   vec4: false,
+  dtype: 'f32',
 };
 
 function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
@@ -379,8 +388,8 @@ function gemmOnce(c: GemmCall): { y: Tensor; pre?: Tensor } {
   const variant = gemmVariant(gpu, c);
   const tile = variant;
   const p2 = c.pair2;
-  const y = Tensor.empty(gpu, c.outShape, 'f32', c.label);
-  const pre = c.storePre ? Tensor.empty(gpu, c.outShape, 'f32', `${c.label}.pre`) : undefined;
+  const y = Tensor.empty(gpu, c.outShape, variant.dtype, c.label);
+  const pre = c.storePre ? Tensor.empty(gpu, c.outShape, variant.dtype, `${c.label}.pre`) : undefined;
   const tilesM = Math.ceil(c.M / tile.bm);
   const tilesN = Math.ceil(c.N / tile.bn);
   const total = tilesM * tilesN;
@@ -482,18 +491,20 @@ function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   return { M, N, K: Ka, batch: folded ? 1 : nOut, na, nb, outShape: [...batchShape, M, N], folded };
 }
 
-function checkResidual(op: string, residual: Tensor | undefined, outShape: Shape): void {
+function checkResidual(op: string, residual: Tensor | undefined, outShape: Shape, dtype: DType): void {
   if (!residual) return;
-  requireDType(op, 'f32', residual);
+  if (residual.dtype !== dtype) throw new DTypeError(`${op}: residual '${residual.label}' has dtype ${residual.dtype}, expected ${dtype} (as the operands)`);
   if (residual.shape.length !== outShape.length || residual.shape.some((d, i) => d !== outShape[i]))
     throw new ShapeError(`${op}: residual ${shapeStr(residual.shape)} must have the output shape ${shapeStr(outShape)}`);
 }
 
-function checkOperands(op: string, a: Tensor, b: Tensor, bias: Tensor | undefined, N: number): void {
-  requireDType(op, 'f32', a, b, ...(bias ? [bias] : []));
+/** Operands share one dtype (f32 or f16), which the output gets; returns it. */
+function checkOperands(op: string, a: Tensor, b: Tensor, bias: Tensor | undefined, N: number): DType {
+  const dtype = commonDType(op, a, b, ...(bias ? [bias] : []));
   requireSameGpu(op, a, b, ...(bias ? [bias] : []));
   if (bias && (bias.rank !== 1 || bias.shape[0] !== N))
     throw new ShapeError(`${op}: bias ${shapeStr(bias.shape)} must be [${N}] (the output columns)`);
+  return dtype;
 }
 
 function run(a: Tensor, b: Tensor, opts: MatmulOptions, storePre: boolean): { y: Tensor; pre?: Tensor } {
@@ -501,8 +512,8 @@ function run(a: Tensor, b: Tensor, opts: MatmulOptions, storePre: boolean): { y:
   const transA = !!opts.transA;
   const transB = !!opts.transB;
   const p = plan(op, a, b, transA, transB);
-  checkOperands(op, a, b, opts.bias, p.N);
-  checkResidual(op, opts.residual, p.outShape);
+  const dtype = checkOperands(op, a, b, opts.bias, p.N);
+  checkResidual(op, opts.residual, p.outShape, dtype);
   const M = p.folded ? p.M * p.na : p.M;
   return gemm({
     M,
@@ -559,8 +570,8 @@ export function matmulBackward(a: Tensor, b: Tensor, dy: Tensor, opts: MatmulBac
   const transA = !!opts.transA;
   const transB = !!opts.transB;
   const p = plan(op, a, b, transA, transB);
-  checkOperands(op, a, b, opts.bias, p.N);
-  requireDType(op, 'f32', dy);
+  const dtype = checkOperands(op, a, b, opts.bias, p.N);
+  if (dy.dtype !== dtype) throw new DTypeError(`${op}: dy '${dy.label}' has dtype ${dy.dtype}, expected ${dtype} (as the operands)`);
   if (dy.shape.length !== p.outShape.length || dy.shape.some((d, i) => d !== p.outShape[i]))
     throw new ShapeError(`${op}: dy ${shapeStr(dy.shape)} must have the output shape ${shapeStr(p.outShape)}`);
   const act = opts.activation ?? 'none';

@@ -5,6 +5,7 @@ import { ShapeError } from '../../runtime/errors.js';
 import { type Shape, Tensor, numel, shapeStr } from '../tensor.js';
 import { requireDType, requireSameGpu } from './checks.js';
 import { clampWorkgroup, grid1d } from './grid.js';
+import { cast } from './cast.js';
 import { Kernel } from './kernel.js';
 
 export interface ReduceVariant {
@@ -210,6 +211,15 @@ export function meanBackward(dy: Tensor, xShape: Shape, axis: number): Tensor {
  * [B, T, C] → [C] is a single [1, B·T, C] reduction.
  */
 export function sumTo(x: Tensor, shape: Shape): Tensor {
+  if (x.dtype === 'f16') {
+    // f16: summed in f32 (an f32 copy of x), rounded to f16 once.
+    const x32 = cast(x, 'f32');
+    const s32 = sumTo(x32, shape);
+    x32.release();
+    const s = cast(s32, 'f16');
+    s32.release();
+    return s;
+  }
   requireDType('sumTo', 'f32', x);
   const rank = x.rank;
   if (shape.length > rank) throw new ShapeError(`sumTo: cannot reduce ${shapeStr(x.shape)} to ${shapeStr(shape)} (higher rank)`);

@@ -2,12 +2,15 @@
 import type { Gpu } from '../../runtime/device.js';
 import { ShapeError } from '../../runtime/errors.js';
 import { Tensor, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType, requireSameGpu } from './checks.js';
 import { clampWorkgroup, grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
 
 export interface SoftmaxVariant {
-  [k: string]: number;
+  [k: string]: number | string;
+  /** Storage element type (f32 math either way). */
+  dtype: DType;
   /** Workgroup size. */
   wg: number;
   /** Row elements each thread keeps in registers. */
@@ -17,6 +20,7 @@ export interface SoftmaxVariant {
 export const softmaxKernel = new Kernel<SoftmaxVariant>({
   name: 'softmax',
   entryPoints: ['softmax', 'softmax_backward'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'x', kind: 'read' },
@@ -79,7 +83,7 @@ function run(entry: 'softmax' | 'softmax_backward', R: number, C: number, buffer
   const p = planSoftmax(gpu, C);
   softmaxKernel.run(gpu, {
     entry,
-    variant: { wg: p.wg, vpt: p.vpt },
+    variant: { wg: p.wg, vpt: p.vpt, dtype: out.dtype },
     params: { R, C, tpr: p.tpr, _pad: 0 },
     buffers: { ...buffers, out },
     workgroups: grid1d(gpu, R, p.wg / p.tpr),
@@ -88,21 +92,21 @@ function run(entry: 'softmax' | 'softmax_backward', R: number, C: number, buffer
 
 /** Softmax over the last axis of x (any rank ≥ 1). */
 export function softmax(x: Tensor): Tensor {
-  requireDType('softmax', 'f32', x);
+  const dtype = commonDType('softmax', x);
   const [R, C] = rowsOf('softmax', x);
-  const y = Tensor.empty(x.gpu, x.shape, 'f32', `softmax(${x.label})`);
+  const y = Tensor.empty(x.gpu, x.shape, dtype, `softmax(${x.label})`);
   run('softmax', R, C, { x }, y);
   return y;
 }
 
 /** dx of y = softmax(x) from the forward output y: dx = y ⊙ (dy − Σ_row y ⊙ dy). */
 export function softmaxBackward(y: Tensor, dy: Tensor): Tensor {
-  requireDType('softmax backward', 'f32', y, dy);
+  const dtype = commonDType('softmax backward', y, dy);
   requireSameGpu('softmax backward', y, dy);
   if (dy.rank !== y.rank || dy.shape.some((d, i) => d !== y.shape[i]))
     throw new ShapeError(`softmax backward: dy has shape ${shapeStr(dy.shape)}, expected y's shape ${shapeStr(y.shape)}`);
   const [R, C] = rowsOf('softmax backward', y);
-  const dx = Tensor.empty(y.gpu, y.shape, 'f32', `dsoftmax(${y.label})`);
+  const dx = Tensor.empty(y.gpu, y.shape, dtype, `dsoftmax(${y.label})`);
   run('softmax_backward', R, C, { y, dy }, dx);
   return dx;
 }
