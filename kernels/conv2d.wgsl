@@ -86,13 +86,13 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> x2: array<f32>;
-@group(0) @binding(4) var<storage, read> a2: array<f32>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
-@group(0) @binding(6) var<storage, read> res: array<f32>;
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> a: array<T>;
+@group(0) @binding(3) var<storage, read> x2: array<T>;
+@group(0) @binding(4) var<storage, read> a2: array<T>;
+@group(0) @binding(5) var<storage, read> bias: array<T>;
+@group(0) @binding(6) var<storage, read> res: array<T>;
+@group(0) @binding(7) var<storage, read_write> y: array<T>;
 
 var<workgroup> As: array<vec4f, AS_LEN>;
 var<workgroup> Bs: array<vec4f, BS_LEN>;
@@ -173,7 +173,7 @@ fn convLoad(m0: u32, lid: u32) {
     let i = arow + j * (THREADS / BM) * Cd;
     var v = 0.0;
     if (c < C && am < Cd) {
-      if (second) { v = a2[i]; } else { v = a[i]; }
+      if (second) { v = f32(a2[i]); } else { v = f32(a[i]); }
     }
     ra[j] = v;
   }
@@ -197,7 +197,7 @@ fn convLoad(m0: u32, lid: u32) {
     let i = base + j * (THREADS / BN) * cstride;
     var v = 0.0;
     if (ok && c < C) {
-      if (second) { v = x2[i]; } else { v = x[i]; }
+      if (second) { v = f32(x2[i]); } else { v = f32(x[i]); }
     }
     rb[j] = v;
   }
@@ -230,7 +230,7 @@ fn wgradLoad(m0: u32, lid: u32) {
   for (var j = 0u; j < LA; j++) {
     let m = am + j * (THREADS / BK);
     var v = 0.0;
-    if (apx < params.Wd && m < params.Cd) { v = a[abase + j * (THREADS / BK) * HWd]; }
+    if (apx < params.Wd && m < params.Cd) { v = f32(a[abase + j * (THREADS / BK) * HWd]); }
     ra[j] = v;
   }
   // B = x gathered at this thread's (c, tap) for the run's pixels.
@@ -242,7 +242,7 @@ fn wgradLoad(m0: u32, lid: u32) {
     let px = px0 + kb + j * (THREADS / BN);
     let ix = gX0 + i32(px * params.stride);
     var v = 0.0;
-    if (rowOk && px < params.Wd && u32(ix) < params.Ws) { v = x[base + u32(ix)]; }
+    if (rowOk && px < params.Wd && u32(ix) < params.Ws) { v = f32(x[base + u32(ix)]); }
     rb[j] = v;
   }
 }
@@ -355,7 +355,7 @@ fn convEmit4(sum: vec4f, m: u32, nb: u32, N: u32, outBase: u32, split: bool) {
   let hasBias = (params.flags & FLAG_BIAS) != 0u && !split;
   let hasRes = (params.flags & FLAG_RES) != 0u && !split;
   var bm = 0.0;
-  if (hasBias) { bm = bias[m]; }
+  if (hasBias) { bm = f32(bias[m]); }
   let v = params.alpha * sum + vec4f(bm);
   var b = nb / HWd;
   var p = nb - b * HWd;
@@ -364,8 +364,8 @@ fn convEmit4(sum: vec4f, m: u32, nb: u32, N: u32, outBase: u32, split: bool) {
     if (p == HWd) { p = 0u; b += 1u; }
     let e = (b * params.Cd + m) * HWd + p;
     var out = v[c];
-    if (hasRes) { out += res[e]; }
-    y[outBase + e] = out;
+    if (hasRes) { out += f32(res[e]); }
+    y[outBase + e] = toT(out);
     p += 1u;
   }
 }
@@ -416,7 +416,7 @@ fn conv_wgrad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
       let v = params.alpha * acc[r * (TN / 4u) + j];
       for (var c = 0u; c < 4u; c++) {
         if (nb + c >= N) { break; }
-        y[(z * params.Cd + m) * N + nb + c] = v[c];
+        y[(z * params.Cd + m) * N + nb + c] = toT(v[c]);
       }
     }
   }
@@ -445,7 +445,7 @@ fn pack_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     ci = rc / params.Cd;
     co = rc % params.Cd;
   }
-  y[i] = params.alpha * x[(co * params.Cs + ci) * taps + srcTap];
+  y[i] = toT(params.alpha * f32(x[(co * params.Cs + ci) * taps + srcTap]));
 }
 
 // y [B, Cd, Hd·Wd] = Σ_z partials + bias + res.
@@ -455,8 +455,8 @@ fn splitk_sum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.count) { return; }
   var v = 0.0;
-  for (var z = 0u; z < params.splits; z++) { v += x[z * params.count + i]; }
-  if ((params.flags & FLAG_BIAS) != 0u) { v += bias[(i / (params.Hd * params.Wd)) % params.Cd]; }
-  if ((params.flags & FLAG_RES) != 0u) { v += res[i]; }
-  y[i] = v;
+  for (var z = 0u; z < params.splits; z++) { v += f32(x[z * params.count + i]); }
+  if ((params.flags & FLAG_BIAS) != 0u) { v += f32(bias[(i / (params.Hd * params.Wd)) % params.Cd]); }
+  if ((params.flags & FLAG_RES) != 0u) { v += f32(res[i]); }
+  y[i] = toT(v);
 }

@@ -4,6 +4,7 @@
 //   geglu_grad:  dp[R, 2F] from p and dy[R, F]:  dp[r, j] = dy·GELU(gate),  dp[r, F + j] = dy·hidden·GELU'(gate)
 //   *_vec4:      the same with 4 consecutive features per thread through vec4 views of the same buffers (F % 4 == 0),
 //                so each thread issues 16-byte loads/stores (the op is memory-bound).
+// Storage is T / T4 (f32 or f16, the harness's element prelude); the math is f32 in both.
 // Threads are addressed by a 2-D grid of 256-wide workgroups (more than 65535·256 items fit one dispatch).
 
 struct Params {
@@ -12,12 +13,12 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> p4: array<vec4f>;
-@group(0) @binding(5) var<storage, read> dy4: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> y4: array<vec4f>;
+@group(0) @binding(1) var<storage, read> p: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
+@group(0) @binding(3) var<storage, read_write> y: array<T>;
+@group(0) @binding(4) var<storage, read> p4: array<T4>;
+@group(0) @binding(5) var<storage, read> dy4: array<T4>;
+@group(0) @binding(6) var<storage, read_write> y4: array<T4>;
 
 fn flatIndex(wid: vec3u, nwg: vec3u, lid: u32) -> u32 { return (wid.y * nwg.x + wid.x) * 256u + lid; }
 
@@ -42,7 +43,7 @@ fn geglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   let h = hiddenIndex(i);
-  y[i] = p[h] * gelu(p[h + params.F]);
+  y[i] = toT(f32(p[h]) * gelu(f32(p[h + params.F])));
 }
 
 @compute @workgroup_size(256)
@@ -50,11 +51,11 @@ fn geglu_grad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   let h = hiddenIndex(i);
-  let a = p[h];
-  let g = p[h + params.F];
-  let d = dy[i];
-  y[h] = d * gelu(g);
-  y[h + params.F] = d * a * gelu_grad(g);
+  let a = f32(p[h]);
+  let g = f32(p[h + params.F]);
+  let d = f32(dy[i]);
+  y[h] = toT(d * gelu(g));
+  y[h + params.F] = toT(d * a * gelu_grad(g));
 }
 
 @compute @workgroup_size(256)
@@ -62,7 +63,7 @@ fn geglu_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   let h = hiddenIndex(i);
-  y4[i] = p4[h] * gelu4(p4[h + params.F]);
+  y4[i] = toT4(vec4f(p4[h]) * gelu4(vec4f(p4[h + params.F])));
 }
 
 @compute @workgroup_size(256)
@@ -70,9 +71,9 @@ fn geglu_grad_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   let h = hiddenIndex(i);
-  let a = p4[h];
-  let g = p4[h + params.F];
-  let d = dy4[i];
-  y4[h] = d * gelu4(g);
-  y4[h + params.F] = d * a * gelu_grad4(g);
+  let a = vec4f(p4[h]);
+  let g = vec4f(p4[h + params.F]);
+  let d = vec4f(dy4[i]);
+  y4[h] = toT4(d * gelu4(g));
+  y4[h + params.F] = toT4(d * a * gelu_grad4(g));
 }

@@ -7,7 +7,8 @@
 //   concat:                 y = cat([a, b], axis) with a, b viewed as [O, Ca, I], [O, Cb, I] (channels: O = B,
 //                           I = H·W). One dispatch writes both inputs into the output.
 //   split:                  the inverse (backward of concat): one dispatch reads x once and writes both parts.
-// One thread per output element (per input element for split); a 2-D grid of 256-wide workgroups.
+// One thread per output element (per input element for split); a 2-D grid of 256-wide workgroups. Storage is T
+// (f32 or f16, the harness's element prelude): copies are exact, the gradient sums in f32.
 
 struct Params {
   n: u32,        // threads with work
@@ -24,10 +25,10 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y2: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read_write> y: array<T>;
+@group(0) @binding(4) var<storage, read_write> y2: array<T>;
 
 fn flatIndex(wid: vec3u, nwg: vec3u, lid: u32) -> u32 { return (wid.y * nwg.x + wid.x) * 256u + lid; }
 
@@ -65,7 +66,7 @@ fn upsample_nearest(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
   let plane = t / params.Ho;
   let h = srcIndex(ho, params.H, params.Ho, params.scaleH);
   let w = srcIndex(wo, params.W, params.Wo, params.scaleW);
-  y[i] = a[(plane * params.H + h) * params.W + w];
+  y[i] = toT(f32(a[(plane * params.H + h) * params.W + w]));
 }
 
 @compute @workgroup_size(256)
@@ -83,9 +84,9 @@ fn upsample_nearest_grad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgro
   var s = 0.0;
   for (var ho = h0; ho < h1; ho++) {
     let row = (plane * params.Ho + ho) * params.Wo;
-    for (var wo = w0; wo < w1; wo++) { s += a[row + wo]; }
+    for (var wo = w0; wo < w1; wo++) { s += f32(a[row + wo]); }
   }
-  y[i] = s;
+  y[i] = toT(s);
 }
 
 @compute @workgroup_size(256)
@@ -98,9 +99,9 @@ fn concat(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   let c = t % C;
   let o = t / C;
   if (c < params.Ca) {
-    y[i] = a[(o * params.Ca + c) * params.I + inner];
+    y[i] = toT(f32(a[(o * params.Ca + c) * params.I + inner]));
   } else {
-    y[i] = b[(o * params.Cb + (c - params.Ca)) * params.I + inner];
+    y[i] = toT(f32(b[(o * params.Cb + (c - params.Ca)) * params.I + inner]));
   }
 }
 
@@ -114,8 +115,8 @@ fn split(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let c = t % C;
   let o = t / C;
   if (c < params.Ca) {
-    y[(o * params.Ca + c) * params.I + inner] = a[i];
+    y[(o * params.Ca + c) * params.I + inner] = toT(f32(a[i]));
   } else {
-    y2[(o * params.Cb + (c - params.Ca)) * params.I + inner] = a[i];
+    y2[(o * params.Cb + (c - params.Ca)) * params.I + inner] = toT(f32(a[i]));
   }
 }

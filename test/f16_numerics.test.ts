@@ -11,6 +11,12 @@ import { cast } from '../src/kernels/cast.js';
 import { BINARY_OPS, type BinaryOp, UNARY_OPS, type UnaryOp, binary, binaryBackward, unary, unaryBackward } from '../src/kernels/elementwise.js';
 import { F16_TOL, f16NormTolerance, f16Tolerance } from '../src/kernels/f16_support.js';
 import { softmax, softmaxBackward } from '../src/kernels/softmax.js';
+import { conv2d, conv2dBackward, loraConv2d, loraConv2dBackward } from '../src/kernels/conv2d.js';
+import { type ConvRefGeometry, conv2dBackwardRef, conv2dRef, loraConv2dRef } from '../src/reference/conv2d.js';
+import { geglu, gegluBackward } from '../src/kernels/geglu.js';
+import { concat, split, upsampleNearest, upsampleNearestBackward } from '../src/kernels/resample.js';
+import { gegluBackwardRef, gegluRef } from '../src/reference/geglu.js';
+import { concatRef, upsampleNearestBackwardRef, upsampleNearestRef } from '../src/reference/resample.js';
 import { layerNorm, layerNormBackward } from '../src/kernels/layer_norm.js';
 import { groupNorm, groupNormBackward } from '../src/kernels/group_norm.js';
 import { softmaxBackwardRef, softmaxRef } from '../src/reference/softmax.js';
@@ -320,4 +326,99 @@ describe('group norm f16', () => {
       expectClose(await g.dbeta.toArray(), wantG.dbeta, f16Tolerance(2 * 30, 1), 'dbeta');
     });
   }
+});
+
+describe('geglu f16', () => {
+  for (const F of [6, 8]) {
+    f16it(`F = ${F} (${F % 4 ? 'scalar' : 'vec4'}): forward and backward`, async () => {
+      const R = 5;
+      const pv = roundToF16(seeded(R * 2 * F, 51, -3, 3));
+      const dyv = roundToF16(seeded(R * F, 52));
+      const p = f16(pv, [R, 2 * F], 'p');
+      const y = geglu(p);
+      expect(y.dtype).toBe('f16');
+      expectClose(await y.toArray(), gegluRef(pv, R, F), F16_TOL.elementwise, 'y');
+      const dp = gegluBackward(p, f16(dyv, [R, F], 'dy'));
+      expectClose(await dp.toArray(), gegluBackwardRef(pv, dyv, R, F), F16_TOL.elementwise, 'dp');
+    });
+  }
+});
+
+describe('resample f16', () => {
+  f16it('upsample ×2 (and its gradient), concat and split are exact copies / f32 sums', async () => {
+    const shape = [1, 3, 4, 5];
+    const xv = roundToF16(seeded(60, 61));
+    const x = f16(xv, shape);
+    const up = upsampleNearest(x);
+    expect(up.dtype).toBe('f16');
+    expect(Array.from(await up.toArray())).toEqual(Array.from(upsampleNearestRef(xv, shape, 8, 10)));
+    const dyv = roundToF16(seeded(240, 62));
+    const dx = upsampleNearestBackward(f16(dyv, [1, 3, 8, 10], 'dy'), shape);
+    // Four f16 terms summed in f32, rounded once.
+    expectClose(await dx.toArray(), upsampleNearestBackwardRef(dyv, shape, 8, 10), f16Tolerance(4, 1), 'dx');
+    const bv = roundToF16(seeded(40, 63));
+    const b = f16(bv, [1, 2, 4, 5], 'b');
+    const c = concat(x, b, 1);
+    expect(Array.from(await c.toArray())).toEqual(Array.from(concatRef(xv, shape, bv, [1, 2, 4, 5], 1)));
+    const [s0, s1] = split(c, 3, 1);
+    expect(Array.from(await s0.toArray())).toEqual(Array.from(xv));
+    expect(Array.from(await s1.toArray())).toEqual(Array.from(bv));
+  });
+});
+
+describe('conv2d f16 (implicit GEMM, f32 tiles and accumulators)', () => {
+  for (const stride of [1, 2]) {
+    f16it(`3×3 stride ${stride} pad 1, bias${stride === 1 ? ' + residual' : ''}: forward, input and weight gradients`, async () => {
+      const g: ConvRefGeometry = { B: 2, Cin: 3, H: 6, W: 6, Cout: 5, kH: 3, kW: 3, stride, padY: 1, padX: 1 };
+      const Ho = Math.floor((6 + 2 - 3) / stride) + 1;
+      const xv = roundToF16(seeded(2 * 3 * 36, 71));
+      const wv = roundToF16(seeded(5 * 3 * 9, 72));
+      const bv = roundToF16(seeded(5, 73));
+      const rv = stride === 1 ? roundToF16(seeded(2 * 5 * Ho * Ho, 74)) : undefined;
+      const x = f16(xv, [2, 3, 6, 6]);
+      const w = f16(wv, [5, 3, 3, 3], 'w');
+      const bias = f16(bv, [5], 'bias');
+      const residual = rv ? f16(rv, [2, 5, Ho, Ho], 'res') : undefined;
+      const y = conv2d(x, w, { stride, padding: 1, bias, residual });
+      expect(y.dtype).toBe('f16');
+      const want = conv2dRef(xv, wv, g, bv, rv);
+      expectClose(await y.toArray(), want, f16Tolerance(27 + 2, 1), 'y');
+      const dyv = roundToF16(seeded(want.length, 75));
+      const dy = f16(dyv, [2, 5, Ho, Ho], 'dy');
+      const gr = conv2dBackward(x, w, dy, { stride, padding: 1, needWeight: true, needBias: true });
+      const wantG = conv2dBackwardRef(xv, wv, dyv, g);
+      expectClose(await gr.dx!.toArray(), wantG.dx, f16Tolerance(5 * 9, 1), 'dx');
+      expectClose(await gr.dw!.toArray(), wantG.dw, f16Tolerance(2 * Ho * Ho, 1), 'dw');
+      expectClose(await gr.dbias!.toArray(), wantG.dbias, f16Tolerance(2 * Ho * Ho, 1), 'dbias');
+    });
+  }
+
+  f16it('LoRA conv 3×3 (r = 2): forward and gradients vs the float64 composition', async () => {
+    const g: ConvRefGeometry = { B: 1, Cin: 4, H: 5, W: 5, Cout: 6, kH: 3, kW: 3, stride: 1, padY: 1, padX: 1 };
+    const r = 2, scale = 0.5, P = 25;
+    const xv = roundToF16(seeded(4 * P, 81));
+    const wv = roundToF16(seeded(6 * 4 * 9, 82));
+    const av = roundToF16(seeded(r * 4 * 9, 83));
+    const bUp = roundToF16(seeded(6 * r, 84));
+    const dyv = roundToF16(seeded(6 * P, 85));
+    const x = f16(xv, [1, 4, 5, 5]);
+    const params = { w: f16(wv, [6, 4, 3, 3], 'w'), a: f16(av, [r, 4, 3, 3], 'A'), b: f16(bUp, [6, r, 1, 1], 'B'), scale };
+    const { y, h } = loraConv2d(x, params, { padding: 1 });
+    expect(y.dtype).toBe('f16');
+    // h is stored in f16 and scale·B is packed in f16 before the second GEMM: one rounding of the r low-rank terms.
+    expectClose(await y.toArray(), loraConv2dRef(xv, wv, av, bUp, scale, r, g), f16Tolerance(36 + r, 1 + scale * 36, 1), 'y');
+    const gr = loraConv2dBackward(x, params, f16(dyv, [1, 6, 5, 5], 'dy'), { padding: 1, h });
+    // Float64 composition: dh = scale·Bᵀ·dy; dx = convᵀ(dy, W) + convᵀ(dh, A); dA = wgrad(dh, x); dB = scale·Σ dy·h.
+    const gA: ConvRefGeometry = { ...g, Cout: r };
+    const h64 = conv2dRef(xv, av, gA);
+    const dh = new Float64Array(r * P);
+    for (let j = 0; j < r; j++) for (let p = 0; p < P; p++) for (let co = 0; co < 6; co++) dh[j * P + p] += scale * bUp[co * r + j] * dyv[co * P + p];
+    const viaW = conv2dBackwardRef(xv, wv, dyv, g);
+    const viaA = conv2dBackwardRef(xv, av, dh, gA);
+    const dB = new Float64Array(6 * r);
+    for (let co = 0; co < 6; co++) for (let j = 0; j < r; j++) for (let p = 0; p < P; p++) dB[co * r + j] += scale * dyv[co * P + p] * h64[j * P + p];
+    expectClose(await gr.dx!.toArray(), viaW.dx.map((v, i) => v + viaA.dx[i]), f16Tolerance(6 * 9 + r * 9, 1 + scale * 6, 1), 'dx');
+    expectClose(await gr.da!.toArray(), viaA.dw, f16Tolerance(P, scale * 6, 1), 'dA');
+    expectClose(await gr.db!.toArray(), dB, f16Tolerance(P, scale * 36, 1), 'dB');
+  });
 });

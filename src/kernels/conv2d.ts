@@ -17,9 +17,10 @@
 // All GEMMs are implicit (no im2col buffer). The tile (ConvTile) and the split of K over workgroups (splitK) are
 // chosen per shape by chooseConvPlan unless given.
 import type { Gpu } from '../../runtime/device.js';
-import { ShapeError } from '../../runtime/errors.js';
+import { DTypeError, ShapeError } from '../../runtime/errors.js';
 import { type Shape, Tensor, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
 import { sum, sumTo } from './reduce.js';
@@ -57,6 +58,8 @@ export type Conv2dVariant = {
   readonly bk: number;
   readonly tm: number;
   readonly tn: number;
+  /** Storage element type (f32 tiles and accumulators either way). */
+  readonly dtype: DType;
 };
 
 const FLAGS = { bias: 1, residual: 2, split: 4, flip: 8 } as const;
@@ -64,6 +67,7 @@ const FLAGS = { bias: 1, residual: 2, split: 4, flip: 8 } as const;
 export const conv2dKernel = new Kernel<Conv2dVariant>({
   name: 'conv2d',
   entryPoints: ['conv', 'conv_wgrad', 'pack_weight', 'splitk_sum'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'x', kind: 'read' },
@@ -105,7 +109,10 @@ export const conv2dKernel = new Kernel<Conv2dVariant>({
 });
 
 /** The variant of the elementwise entries (pack_weight, splitk_sum), which use no tile constant. */
-const ELEMENTWISE_VARIANT: Conv2dVariant = { bm: 64, bn: 64, bk: 8, tm: 4, tn: 4 };
+const ELEMENTWISE_VARIANTS: Record<DType, Conv2dVariant> = {
+  f32: { bm: 64, bn: 64, bk: 8, tm: 4, tn: 4, dtype: 'f32' },
+  f16: { bm: 64, bn: 64, bk: 8, tm: 4, tn: 4, dtype: 'f16' },
+};
 
 /** Workgroup memory a tile needs: two k-major buffers each for A and B, rows padded by one vec4. */
 export function convTileSharedBytes(t: ConvTile): number {
@@ -234,10 +241,10 @@ function pack(w: Tensor, role: 'forward' | 'inputGrad', scale: number): PackedCo
   const gpu = w.gpu;
   const [Co, Ci, kh, kw] = w.shape as [number, number, number, number];
   const flip = role === 'inputGrad';
-  const t = Tensor.empty(gpu, flip ? [kh * kw, Co, Ci] : [kh * kw, Ci, Co], 'f32', `pack(${w.label})`);
+  const t = Tensor.empty(gpu, flip ? [kh * kw, Co, Ci] : [kh * kw, Ci, Co], w.dtype, `pack(${w.label})`);
   conv2dKernel.run(gpu, {
     entry: 'pack_weight',
-    variant: ELEMENTWISE_VARIANT,
+    variant: ELEMENTWISE_VARIANTS[w.dtype],
     params: { ...zeroParams, Cs: Ci, Cd: Co, kh, kw, flags: flip ? FLAGS.flip : 0, count: t.size, alpha: scale },
     buffers: { x: w, y: t },
     workgroups: grid1d(gpu, t.size),
@@ -251,7 +258,7 @@ function pack(w: Tensor, role: 'forward' | 'inputGrad', scale: number): PackedCo
  * result for a frozen weight and pass it as `packed` (forward) / `packedInputGrad` (backward).
  */
 export function packConv2dWeight(w: Tensor, role: 'forward' | 'inputGrad' = 'forward'): PackedConv2dWeight {
-  requireDType('packConv2dWeight', 'f32', w);
+  commonDType('packConv2dWeight', w);
   if (w.rank !== 4) throw new ShapeError(`packConv2dWeight: weight '${w.label}' ${shapeStr(w.shape)} must be [Cout, Cin, kH, kW]`);
   return pack(w, role, 1);
 }
@@ -380,7 +387,8 @@ function runConv(c: ConvCall): Tensor {
   const gpu = c.src.gpu;
   const N = c.B * c.Hd * c.Wd;
   const taps = c.kh * c.kw;
-  const y = Tensor.empty(gpu, [c.B, c.Cd, c.Hd, c.Wd], 'f32', c.label);
+  const dtype = c.src.dtype;
+  const y = Tensor.empty(gpu, [c.B, c.Cd, c.Hd, c.Wd], dtype, c.label);
   if (N === 0 || c.Cd === 0) return y;
   const p2 = c.pair2;
   const kTiles = (bk: number) => ({
@@ -390,7 +398,8 @@ function runConv(c: ConvCall): Tensor {
   const { tile, splitK } = resolvePlan(gpu, c.label, c.plan, c.Cd, N, (bk) => kTiles(bk).t1 + kTiles(bk).t2, 'conv');
   const { t1, t2 } = kTiles(tile.bk);
   const tilesK = t1 + t2;
-  const splits = Math.max(1, Math.min(splitK, tilesK));
+  // f16: partial sums would be rounded to f16 before they are added; f16 convs run whole.
+  const splits = dtype === 'f16' ? 1 : Math.max(1, Math.min(splitK, tilesK));
   const split = splits > 1;
   const tilesM = Math.ceil(c.Cd / tile.bm);
   const tilesN = Math.ceil(N / tile.bn);
@@ -428,7 +437,7 @@ function runConv(c: ConvCall): Tensor {
   // Unused read bindings get read-only aliases of the source (allowed); y is the only writable binding.
   conv2dKernel.run(gpu, {
     entry: 'conv',
-    variant: tile,
+    variant: { ...tile, dtype },
     params,
     buffers: {
       x: c.src,
@@ -445,7 +454,7 @@ function runConv(c: ConvCall): Tensor {
   if (partial) {
     conv2dKernel.run(gpu, {
       entry: 'splitk_sum',
-      variant: ELEMENTWISE_VARIANT,
+      variant: ELEMENTWISE_VARIANTS[dtype],
       params: { ...params, flags, count: y.size },
       buffers: { x: partial, bias: c.bias ?? partial, res: c.residual ?? partial, y },
       workgroups: grid1d(gpu, y.size),
@@ -483,20 +492,21 @@ function runWgrad(c: WgradCall): Tensor {
   const tilesK = kTiles(tile.bk);
   // Partials must fit one binding.
   const maxSplits = Math.max(1, Math.floor(gpu.limits.maxStorageBufferBindingSize / Math.max(1, 4 * M * N)));
-  const splits = Math.max(1, Math.min(splitK, tilesK, maxSplits));
+  const dtype = c.x.dtype;
+  const splits = dtype === 'f16' ? 1 : Math.max(1, Math.min(splitK, tilesK, maxSplits));
   const tilesM = Math.ceil(M / tile.bm);
   const tilesN = Math.ceil(N / tile.bn);
   const total = tilesM * tilesN;
-  const out = Tensor.empty(gpu, splits > 1 ? [splits, M, N] : [M, N], 'f32', splits > 1 ? `${c.label}.partials` : c.label);
+  const out = Tensor.empty(gpu, splits > 1 ? [splits, M, N] : [M, N], dtype, splits > 1 ? `${c.label}.partials` : c.label);
   if (M * N === 0) return reshapeOwned(out, c.outShape);
   if (tilesK === 0) {
     out.release();
-    return Tensor.zeros(gpu, c.outShape, 'f32', c.label);
+    return Tensor.zeros(gpu, c.outShape, dtype, c.label);
   }
   const wx = Math.min(total, gpu.limits.maxComputeWorkgroupsPerDimension);
   conv2dKernel.run(gpu, {
     entry: 'conv_wgrad',
-    variant: tile,
+    variant: { ...tile, dtype },
     params: {
       ...zeroParams,
       kh: c.kh,
@@ -560,13 +570,14 @@ export interface Conv2dOptions {
 function checkPacked(op: string, p: PackedConv2dWeight | undefined, w: Tensor, role: PackedConv2dWeight['role']): void {
   if (!p) return;
   if (p.role !== role) throw new ShapeError(`${op}: packed weight has role '${p.role}', expected '${role}'`);
+  if (p.t.dtype !== w.dtype) throw new DTypeError(`${op}: packed weight has dtype ${p.t.dtype}, the weight ${w.dtype}`);
   if (p.shape.some((d, i) => d !== w.shape[i]))
     throw new ShapeError(`${op}: packed weight was made from shape ${shapeStr(p.shape)}, weight is ${shapeStr(w.shape)}`);
 }
 
 function checkCommon(op: string, x: Tensor, w: Tensor, g: ConvGeometry, bias?: Tensor, residual?: Tensor): void {
   const extra = [bias, residual].filter((t): t is Tensor => !!t);
-  requireDType(op, 'f32', x, w, ...extra);
+  commonDType(op, x, w, ...extra);
   requireSameGpu(op, x, w, ...extra);
   if (bias && (bias.rank !== 1 || bias.shape[0] !== g.Cout))
     throw new ShapeError(`${op}: bias '${bias.label}' ${shapeStr(bias.shape)} must be [${g.Cout}] (Cout)`);
@@ -661,8 +672,8 @@ export interface Conv2dGrads {
   dbias?: Tensor;
 }
 
-function checkDy(op: string, dy: Tensor, g: ConvGeometry): void {
-  requireDType(op, 'f32', dy);
+function checkDy(op: string, dy: Tensor, g: ConvGeometry, x: Tensor): void {
+  commonDType(op, x, dy);
   const want = [g.B, g.Cout, g.Hout, g.Wout];
   if (dy.rank !== 4 || dy.shape.some((d, i) => d !== want[i]))
     throw new ShapeError(`${op}: dy '${dy.label}' ${shapeStr(dy.shape)} must have the output shape ${shapeStr(want)}`);
@@ -681,7 +692,7 @@ export function conv2dBackward(x: Tensor, w: Tensor, dy: Tensor, opts: Conv2dBac
   const op = `${opts.label ?? 'conv2d'} backward`;
   const g = convGeometry(op, x.shape, w.shape, opts.stride ?? 1, opts.padding ?? 0);
   checkCommon(op, x, w, g, opts.bias);
-  checkDy(op, dy, g);
+  checkDy(op, dy, g, x);
   requireSameGpu(op, x, dy);
   checkPacked(op, opts.packedInputGrad, w, 'inputGrad');
   const grads: Conv2dGrads = {};
@@ -730,7 +741,7 @@ export interface LoraConv2dOptions {
 }
 
 function checkLora(op: string, x: Tensor, p: LoraConv2dParams, g: ConvGeometry): number {
-  requireDType(op, 'f32', p.a, p.b);
+  commonDType(op, x, p.a, p.b);
   requireSameGpu(op, x, p.a, p.b);
   const r = p.a.shape[0];
   const wantA = [r, g.Cin, g.kH, g.kW];
@@ -814,7 +825,7 @@ export function loraConv2dBackward(x: Tensor, p: LoraConv2dParams, dy: Tensor, o
   const g = convGeometry(op, x.shape, p.w.shape, opts.stride ?? 1, opts.padding ?? 0);
   checkCommon(op, x, p.w, g, p.bias);
   const r = checkLora(op, x, p, g);
-  checkDy(op, dy, g);
+  checkDy(op, dy, g, x);
   requireSameGpu(op, x, dy);
   const needInput = opts.needInput ?? true;
   const needA = opts.needA ?? true;

@@ -2,13 +2,15 @@
 // as diffusers' GEGLU (activations.py) applies it to the output of ff.net.0.proj.
 import { ShapeError } from '../../runtime/errors.js';
 import { type Shape, Tensor, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
 
-export const gegluKernel = new Kernel<Record<string, number>>({
+export const gegluKernel = new Kernel<{ dtype: DType }>({
   name: 'geglu',
   entryPoints: ['geglu', 'geglu_grad', 'geglu_vec4', 'geglu_grad_vec4'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'p', kind: 'read' },
@@ -42,7 +44,7 @@ function dispatch(entry: 'geglu' | 'geglu_grad', p: Tensor, dy: Tensor | undefin
   if (dy) buffers[vec ? 'dy4' : 'dy'] = dy;
   gegluKernel.run(gpu, {
     entry: vec ? `${entry}_vec4` : entry,
-    variant: {},
+    variant: { dtype: y.dtype },
     params: { n, F: vec ? F / 4 : F },
     buffers,
     workgroups: grid1d(gpu, n),
@@ -52,23 +54,23 @@ function dispatch(entry: 'geglu' | 'geglu_grad', p: Tensor, dy: Tensor | undefin
 
 /** y[..., F] = p[..., :F] · GELU_erf(p[..., F:]) for p[..., 2F] (the proj output of diffusers' GEGLU). */
 export function geglu(p: Tensor): Tensor {
-  requireDType('geglu', 'f32', p);
+  const dtype = commonDType('geglu', p);
   const F = halfWidth('geglu', p);
   const outShape: Shape = [...p.shape.slice(0, -1), F];
-  const y = Tensor.empty(p.gpu, outShape, 'f32', `geglu(${p.label})`);
+  const y = Tensor.empty(p.gpu, outShape, dtype, `geglu(${p.label})`);
   dispatch('geglu', p, undefined, y, F);
   return y;
 }
 
 /** dp[..., 2F] of y = geglu(p) from dy[..., F]: [dy·GELU(gate) | dy·hidden·GELU'(gate)]. */
 export function gegluBackward(p: Tensor, dy: Tensor): Tensor {
-  requireDType('geglu backward', 'f32', p, dy);
+  const dtype = commonDType('geglu backward', p, dy);
   requireSameGpu('geglu backward', p, dy);
   const F = halfWidth('geglu backward', p);
   const want: Shape = [...p.shape.slice(0, -1), F];
   if (dy.rank !== want.length || dy.shape.some((d, i) => d !== want[i]))
     throw new ShapeError(`geglu backward: dy has shape ${shapeStr(dy.shape)}, expected ${shapeStr(want)} (p ${shapeStr(p.shape)})`);
-  const dp = Tensor.empty(p.gpu, p.shape, 'f32', `dgeglu(${p.label})`);
+  const dp = Tensor.empty(p.gpu, p.shape, dtype, `dgeglu(${p.label})`);
   dispatch('geglu_grad', p, dy, dp, F);
   return dp;
 }

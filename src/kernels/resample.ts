@@ -11,13 +11,15 @@
 // epilogues can target such views and `concat` stays as the fallback.
 import { ShapeError } from '../../runtime/errors.js';
 import { type Shape, Tensor, numel, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
 
-export const resampleKernel = new Kernel<Record<string, number>>({
+export const resampleKernel = new Kernel<{ dtype: DType }>({
   name: 'resample',
   entryPoints: ['upsample_nearest', 'upsample_nearest_grad', 'concat', 'split'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'a', kind: 'read' },
@@ -67,18 +69,18 @@ function resampleParams(n: number, [, , H, W]: Shape, [Ho, Wo]: [number, number]
 
 /** Nearest-neighbour upsampling of x [B, C, H, W] to [B, C, 2H, 2W] (or opts.size), as F.interpolate(mode='nearest'). */
 export function upsampleNearest(x: Tensor, opts: UpsampleOptions = {}): Tensor {
-  requireDType('upsampleNearest', 'f32', x);
+  const dtype = commonDType('upsampleNearest', x);
   requireNCHW('upsampleNearest', x, 'input');
   const [Ho, Wo] = outSize('upsampleNearest', x.shape, opts);
   const [B, C, H, W] = x.shape;
-  const y = Tensor.empty(x.gpu, [B, C, Ho, Wo], 'f32', `upsample(${x.label})`);
+  const y = Tensor.empty(x.gpu, [B, C, Ho, Wo], dtype, `upsample(${x.label})`);
   if (H === 0 || W === 0) {
     if (y.size) throw new ShapeError(`upsampleNearest: cannot upsample the empty spatial extent ${shapeStr(x.shape)}`);
     return y;
   }
   resampleKernel.run(x.gpu, {
     entry: 'upsample_nearest',
-    variant: {},
+    variant: { dtype },
     params: resampleParams(y.size, x.shape, [Ho, Wo]),
     buffers: { a: x, y },
     workgroups: grid1d(x.gpu, y.size),
@@ -88,17 +90,17 @@ export function upsampleNearest(x: Tensor, opts: UpsampleOptions = {}): Tensor {
 
 /** dx [B, C, H, W] of y = upsampleNearest(x, opts) from dy: each input pixel sums the outputs it was copied to. */
 export function upsampleNearestBackward(dy: Tensor, xShape: Shape, opts: UpsampleOptions = {}): Tensor {
-  requireDType('upsampleNearest backward', 'f32', dy);
+  const dtype = commonDType('upsampleNearest backward', dy);
   if (xShape.length !== 4) throw new ShapeError(`upsampleNearest backward: input shape ${shapeStr(xShape)} must be [B, C, H, W]`);
   const [Ho, Wo] = outSize('upsampleNearest backward', xShape, opts);
   const [B, C] = xShape;
   const want = [B, C, Ho, Wo];
   if (dy.rank !== 4 || dy.shape.some((d, i) => d !== want[i]))
     throw new ShapeError(`upsampleNearest backward: dy has shape ${shapeStr(dy.shape)}, expected ${shapeStr(want)}`);
-  const dx = Tensor.empty(dy.gpu, xShape, 'f32', `dupsample(${dy.label})`);
+  const dx = Tensor.empty(dy.gpu, xShape, dtype, `dupsample(${dy.label})`);
   resampleKernel.run(dy.gpu, {
     entry: 'upsample_nearest_grad',
-    variant: {},
+    variant: { dtype },
     params: resampleParams(dx.size, xShape, [Ho, Wo]),
     buffers: { a: dy, y: dx },
     workgroups: grid1d(dy.gpu, dx.size),
@@ -114,7 +116,7 @@ function normAxis(op: string, rank: number, axis: number): number {
 
 /** cat([a, b], axis) (default 1: channels of NCHW, current first and skip second as in diffusers' up blocks). */
 export function concat(a: Tensor, b: Tensor, axis = 1): Tensor {
-  requireDType('concat', 'f32', a, b);
+  const dtype = commonDType('concat', a, b);
   requireSameGpu('concat', a, b);
   if (a.rank !== b.rank) throw new ShapeError(`concat: ranks differ, ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
   const ax = normAxis('concat', a.rank, axis);
@@ -123,10 +125,10 @@ export function concat(a: Tensor, b: Tensor, axis = 1): Tensor {
       throw new ShapeError(`concat along axis ${ax}: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ in dim ${i} (${d} vs ${b.shape[i]})`);
   });
   const shape = a.shape.map((d, i) => (i === ax ? d + b.shape[ax] : d));
-  const y = Tensor.empty(a.gpu, shape, 'f32', `concat(${a.label}, ${b.label})`);
+  const y = Tensor.empty(a.gpu, shape, dtype, `concat(${a.label}, ${b.label})`);
   resampleKernel.run(a.gpu, {
     entry: 'concat',
-    variant: {},
+    variant: { dtype },
     params: { n: y.size, O: numel(a.shape.slice(0, ax)), Ca: a.shape[ax], Cb: b.shape[ax], I: numel(a.shape.slice(ax + 1)), ...NO_RESAMPLE },
     buffers: { a, b, y },
     workgroups: grid1d(a.gpu, y.size),
@@ -136,16 +138,16 @@ export function concat(a: Tensor, b: Tensor, axis = 1): Tensor {
 
 /** [x[..., :sizeA, ...], x[..., sizeA:, ...]] along `axis` (default 1); also the backward of concat. */
 export function split(x: Tensor, sizeA: number, axis = 1): [Tensor, Tensor] {
-  requireDType('split', 'f32', x);
+  const dtype = commonDType('split', x);
   const ax = normAxis('split', x.rank, axis);
   const C = x.shape[ax];
   if (!Number.isInteger(sizeA) || sizeA < 0 || sizeA > C)
     throw new ShapeError(`split: first part of ${sizeA} along axis ${ax} does not fit ${shapeStr(x.shape)} (expected 0..${C})`);
-  const partA = Tensor.empty(x.gpu, x.shape.map((d, i) => (i === ax ? sizeA : d)), 'f32', `split0(${x.label})`);
-  const partB = Tensor.empty(x.gpu, x.shape.map((d, i) => (i === ax ? C - sizeA : d)), 'f32', `split1(${x.label})`);
+  const partA = Tensor.empty(x.gpu, x.shape.map((d, i) => (i === ax ? sizeA : d)), dtype, `split0(${x.label})`);
+  const partB = Tensor.empty(x.gpu, x.shape.map((d, i) => (i === ax ? C - sizeA : d)), dtype, `split1(${x.label})`);
   resampleKernel.run(x.gpu, {
     entry: 'split',
-    variant: {},
+    variant: { dtype },
     params: { n: x.size, O: numel(x.shape.slice(0, ax)), Ca: sizeA, Cb: C - sizeA, I: numel(x.shape.slice(ax + 1)), ...NO_RESAMPLE },
     buffers: { a: x, y: partA, y2: partB },
     workgroups: grid1d(x.gpu, x.size),
