@@ -1,4 +1,5 @@
-// Fused multi-head attention (flash-attention style), forward and backward, f32.
+// Fused multi-head attention (flash-attention style), forward and backward. Q, K, V, O, dO, dQ, dK, dV are stored as
+// T (f32 or f16, the harness's element prelude); LSE, Dv, the tiles in workgroup memory and all math are f32.
 //
 //   forward:   O = softmax(Q·Kᵀ·scale [+ causal mask]) · V, online softmax over key tiles (no N×M buffer);
 //              also writes LSE = logsumexp of each row of scaled scores (natural log) for the backward.
@@ -81,16 +82,16 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4f>;
-@group(0) @binding(2) var<storage, read> k: array<vec4f>;
-@group(0) @binding(3) var<storage, read> v: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> o: array<vec4f>;
+@group(0) @binding(1) var<storage, read> q: array<T4>;
+@group(0) @binding(2) var<storage, read> k: array<T4>;
+@group(0) @binding(3) var<storage, read> v: array<T4>;
+@group(0) @binding(4) var<storage, read_write> o: array<T4>;
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(6) var<storage, read> dout: array<vec4f>;
+@group(0) @binding(6) var<storage, read> dout: array<T4>;
 @group(0) @binding(7) var<storage, read_write> dvec: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dq: array<vec4f>;
-@group(0) @binding(9) var<storage, read_write> dk: array<vec4f>;
-@group(0) @binding(10) var<storage, read_write> dv: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> dq: array<T4>;
+@group(0) @binding(9) var<storage, read_write> dk: array<T4>;
+@group(0) @binding(10) var<storage, read_write> dv: array<T4>;
 
 // Row operands (BR rows), column tiles (BC rows each), P-like tiles, the row-max exchange, per-column scalars.
 // Each entry point's workgroup storage is the arrays its call graph touches, hence one copy function per array.
@@ -124,10 +125,10 @@ fn rowIndex(stride: u32, b: u32, tok: u32, count: u32, h: u32, c: u32) -> u32 {
 // tokens past `count` read as zero. `buf`: 0 q, 1 k, 2 v, 3 dO.
 fn readBuf(buf: u32, i: u32) -> vec4f {
   switch buf {
-    case 0u: { return q[i]; }
-    case 1u: { return k[i]; }
-    case 2u: { return v[i]; }
-    default: { return dout[i]; }
+    case 0u: { return vec4f(q[i]); }
+    case 1u: { return vec4f(k[i]); }
+    case 2u: { return vec4f(v[i]); }
+    default: { return vec4f(dout[i]); }
   }
 }
 
@@ -356,7 +357,7 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t
     let base = (b * N + row) * params.oStride + h * DV;
     for (var c = 0u; c < TC; c++) {
       let col = tx + c * TX;
-      if (col < DV) { o[base + col] = accA[i * TC + c] * inv; }
+      if (col < DV) { o[base + col] = toT4(accA[i * TC + c] * inv); }
     }
     if (tx == 0u) { lse[(b * params.heads + h) * N + row] = (m[i] + log2(lt)) * LN2; }
   }
@@ -374,7 +375,7 @@ fn bwd_prep(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let b = bn / params.N;
   let ob = bn * params.oStride + h * DV;
   var acc = vec4f(0.0);
-  for (var c = 0u; c < trips(DV); c++) { acc = fma(dout[ob + c], o[ob + c], acc); }
+  for (var c = 0u; c < trips(DV); c++) { acc = fma(vec4f(dout[ob + c]), vec4f(o[ob + c]), acc); }
   dvec[(b * params.heads + h) * params.N + n] = (acc.x + acc.y) + (acc.z + acc.w);
 }
 
@@ -427,7 +428,7 @@ fn bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) ti
     let base = (b * N + row) * params.oStride + h * DV;
     for (var c = 0u; c < TC; c++) {
       let col = tx + c * TX;
-      if (col < DV) { dq[base + col] = accA[i * TC + c] * params.scale; }
+      if (col < DV) { dq[base + col] = toT4(accA[i * TC + c] * params.scale); }
     }
   }
 }
@@ -490,8 +491,8 @@ fn bwd_dkdv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
     for (var c = 0u; c < TC; c++) {
       let col = tx + c * TX;
       if (col < DV) {
-        dk[kb + col] = accA[i * TC + c] * params.scale;
-        dv[vb + col] = accB[i * TC + c];
+        dk[kb + col] = toT4(accA[i * TC + c] * params.scale);
+        dv[vb + col] = toT4(accB[i * TC + c]);
       }
     }
   }

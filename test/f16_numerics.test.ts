@@ -11,6 +11,8 @@ import { cast } from '../src/kernels/cast.js';
 import { BINARY_OPS, type BinaryOp, UNARY_OPS, type UnaryOp, binary, binaryBackward, unary, unaryBackward } from '../src/kernels/elementwise.js';
 import { F16_TOL, f16NormTolerance, f16Tolerance } from '../src/kernels/f16_support.js';
 import { softmax, softmaxBackward } from '../src/kernels/softmax.js';
+import { attentionBackward, attentionWithLse } from '../src/kernels/attention.js';
+import { attentionBackwardRef, attentionRef } from '../src/reference/attention.js';
 import { conv2d, conv2dBackward, loraConv2d, loraConv2dBackward } from '../src/kernels/conv2d.js';
 import { type ConvRefGeometry, conv2dBackwardRef, conv2dRef, loraConv2dRef } from '../src/reference/conv2d.js';
 import { geglu, gegluBackward } from '../src/kernels/geglu.js';
@@ -421,4 +423,32 @@ describe('conv2d f16 (implicit GEMM, f32 tiles and accumulators)', () => {
     expectClose(await gr.da!.toArray(), viaA.dw, f16Tolerance(P, scale * 6, 1), 'dA');
     expectClose(await gr.db!.toArray(), dB, f16Tolerance(P, scale * 36, 1), 'dB');
   });
+});
+
+describe('attention f16 (the general flash kernel; f32 scores, softmax and accumulators)', () => {
+  for (const causal of [false, true]) {
+    f16it(`B 1, 2 heads × 8, N 9, M ${causal ? 9 : 13}${causal ? ', causal' : ''}: forward and backward`, async () => {
+      const d = { B: 1, N: 9, M: causal ? 9 : 13, heads: 2, headDim: 8, causal };
+      const C = d.heads * d.headDim;
+      const qv = roundToF16(seeded(d.N * C, 91, -2, 2));
+      const kv = roundToF16(seeded(d.M * C, 92, -2, 2));
+      const vv = roundToF16(seeded(d.M * C, 93));
+      const dov = roundToF16(seeded(d.N * C, 94));
+      const [q, k, v, dO] = [f16(qv, [1, d.N, C], 'q'), f16(kv, [1, d.M, C], 'k'), f16(vv, [1, d.M, C], 'v'), f16(dov, [1, d.N, C], 'dO')];
+      const { o, lse } = attentionWithLse(q, k, v, { heads: d.heads, causal });
+      expect(o.dtype).toBe('f16');
+      expect(lse.dtype).toBe('f32');
+      const want = attentionRef(qv, kv, vv, d);
+      // O is a convex combination of V rows (|V| ≤ 1) computed in f32, then rounded once.
+      expectClose(await o.toArray(), want.o, f16NormTolerance(d.M + d.headDim, 1), 'o');
+      expectClose(await lse.toArray(), want.lse, { atol: 1e-5, rtol: 1e-5 }, 'lse (f32)');
+      const g = attentionBackward(q, k, v, o, lse, dO, { heads: d.heads, causal });
+      const wantG = attentionBackwardRef(qv, kv, vv, dov, d);
+      // D = rowsum(dO ⊙ O) reads the f16 O (one rounding); dQ, dK sum M or N terms of P·(dO·V − D)·K·scale.
+      const s = 1 / Math.sqrt(d.headDim);
+      expectClose(await g.dq.toArray(), wantG.dq, f16Tolerance(d.M, 2 * 2 * d.headDim * s, 1), 'dq');
+      expectClose(await g.dk.toArray(), wantG.dk, f16Tolerance(d.N, 2 * 2 * d.headDim * s, 1), 'dk');
+      expectClose(await g.dv.toArray(), wantG.dv, f16Tolerance(d.N, 1), 'dv');
+    });
+  }
 });

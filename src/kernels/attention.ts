@@ -17,9 +17,10 @@
 // chooseAttentionTile); they can be forced per call for tuning. On CPU adapters (lavapipe) small tiles with rolled
 // loops are the default, because there compile time, not speed, is what the tile size costs (AttentionOptions.roll).
 import type { Gpu } from '../../runtime/device.js';
-import { LimitError, ShapeError } from '../../runtime/errors.js';
+import { DTypeError, LimitError, ShapeError } from '../../runtime/errors.js';
 import { Tensor, shapeStr } from '../tensor.js';
-import { requireDType, requireSameGpu } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType, requireDType, requireSameGpu } from './checks.js';
 import { grid1d } from './grid.js';
 import { runAttentionSubgroup, SUBGROUP_SHARED_BYTES, subgroupProblem } from './attention_subgroup.js';
 import { ATTENTION_BINDINGS, ATTENTION_UNIFORMS } from './attention_layout.js';
@@ -59,11 +60,14 @@ export type AttentionVariant = {
   readonly yp: number;
   readonly pp: number;
   readonly roll: boolean;
+  /** Storage type of Q, K, V, O and their gradients (LSE and the math are f32). */
+  readonly dtype: DType;
 };
 
 export const attentionKernel = new Kernel<AttentionVariant>({
   name: 'attention',
   entryPoints: ['forward', 'bwd_prep', 'bwd_dq', 'bwd_dkdv'],
+  dtypes: ['f32', 'f16'],
   bindings: ATTENTION_BINDINGS,
   uniforms: ATTENTION_UNIFORMS,
   constants: (v) => ({
@@ -221,8 +225,10 @@ export function attentionTileProblem(gpu: Gpu, entry: AttentionEntry, t: Attenti
 }
 
 /** The first candidate (ATTENTION_TILES[entry], or ATTENTION_TILES_CPU on CPU adapters) that runs here at this headDim. */
-export function chooseAttentionTile(gpu: Gpu, entry: AttentionEntry, headDim: number): AttentionTile {
-  const list = isCpuAdapter(gpu) ? ATTENTION_TILES_CPU : ATTENTION_TILES[entry];
+export function chooseAttentionTile(gpu: Gpu, entry: AttentionEntry, headDim: number, dtype: DType = 'f32'): AttentionTile {
+  let list = isCpuAdapter(gpu) ? ATTENTION_TILES_CPU : ATTENTION_TILES[entry];
+  // The subgroup kernel (attention_subgroup.wgsl) is f32 only: f16 runs the general kernel.
+  if (dtype === 'f16') list = list.filter((t) => !t.sg);
   for (const t of list) if (!attentionTileProblem(gpu, entry, t, headDim)) return t;
   const last = list[list.length - 1];
   throw new LimitError(
@@ -291,10 +297,11 @@ interface Geometry {
   headDim: number;
   scale: number;
   causal: boolean;
+  dtype: DType;
 }
 
 function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Geometry {
-  requireDType(op, 'f32', q, k, v);
+  const dtype = commonDType(op, q, k, v);
   requireSameGpu(op, q, k, v);
   const all = `q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`;
   if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new ShapeError(`${op}: q, k, v must be [B, tokens, heads·headDim], got ${all}`);
@@ -325,18 +332,19 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
   if (headDim % 4) throw new ShapeError(`${op}: headDim ${headDim} (= ${C} / ${heads} heads) must be a multiple of 4`);
   if (M < 1 && N > 0) throw new ShapeError(`${op}: attention needs at least one key, got M = ${M} (${all})`);
   const scale = opts.scale ?? 1 / Math.sqrt(headDim);
-  return { widths, offsets, B, N, M, heads, headDim, scale, causal: !!opts.causal };
+  return { widths, offsets, B, N, M, heads, headDim, scale, causal: !!opts.causal, dtype };
 }
 
 function tileFor(gpu: Gpu, entry: AttentionEntry, g: Geometry, tile: AttentionTile | undefined): AttentionTile {
-  return tile ?? chooseAttentionTile(gpu, entry, g.headDim);
+  if (tile?.sg && g.dtype === 'f16') throw new DTypeError(`attention ${entry}: the subgroup tile is f32 only; f16 takes the general kernel's tiles`);
+  return tile ?? chooseAttentionTile(gpu, entry, g.headDim, g.dtype);
 }
 
 function variantFor(gpu: Gpu, entry: AttentionEntry, g: Geometry, tile: AttentionTile | undefined, roll?: boolean): AttentionVariant {
   const t = tileFor(gpu, entry, g, tile);
   const problem = attentionTileProblem(gpu, entry, t, g.headDim);
   if (problem) throw new Error(`attention ${entry}: tile ${JSON.stringify(t)} cannot run here: ${problem}`);
-  return { hd: g.headDim, br: t.br, bc: t.bc, tm: t.tm, tx: t.tx, xp: t.xp ?? 0, yp: t.yp ?? 1, pp: t.pp ?? 1, roll: roll ?? isCpuAdapter(gpu) };
+  return { hd: g.headDim, br: t.br, bc: t.bc, tm: t.tm, tx: t.tx, xp: t.xp ?? 0, yp: t.yp ?? 1, pp: t.pp ?? 1, roll: roll ?? isCpuAdapter(gpu), dtype: g.dtype };
 }
 
 function params(g: Geometry, rows = 0) {
@@ -375,7 +383,7 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
   const tile = tileFor(gpu, 'forward', g, opts.tile);
   const variant = variantFor(gpu, 'forward', g, tile, opts.roll);
   const C = g.heads * g.headDim;
-  const o = Tensor.empty(gpu, [g.B, g.N, C], 'f32', `${op}.o`);
+  const o = Tensor.empty(gpu, [g.B, g.N, C], g.dtype, `${op}.o`);
   const lse = Tensor.empty(gpu, [g.B, g.heads, g.N], 'f32', `${op}.lse`);
   if (tile.sg) {
     // Chosen tile: 2 rows per quad where 4 would make too few workgroups to fill a large GPU.
@@ -420,7 +428,8 @@ export function attentionBackward(
 ): AttentionGrads {
   const op = `${opts.label ?? 'attention'} backward`;
   const g = geometry(op, q, k, v, opts);
-  requireDType(op, 'f32', o, lse, dO);
+  requireDType(op, g.dtype, o, dO);
+  requireDType(op, 'f32', lse);
   requireSameGpu(op, q, o, lse, dO);
   const C = g.heads * g.headDim;
   const qShape = [g.B, g.N, C];
@@ -438,9 +447,9 @@ export function attentionBackward(
   // bwd_prep's variant: the general dQ tile's (bwd_prep reads only HD and ROLL).
   const vDq = variantFor(gpu, 'bwd_dq', g, tileDq.sg ? { br: 16, bc: 16, tm: 2, tx: 8 } : tileDq, opts.roll);
   const vDkdv = tileDkdv.sg ? vDq : variantFor(gpu, 'bwd_dkdv', g, tileDkdv, opts.roll);
-  const dq = Tensor.empty(gpu, qShape, 'f32', `${op}.dq`);
-  const dk = Tensor.empty(gpu, kShape, 'f32', `${op}.dk`);
-  const dv = Tensor.empty(gpu, kShape, 'f32', `${op}.dv`);
+  const dq = Tensor.empty(gpu, qShape, g.dtype, `${op}.dq`);
+  const dk = Tensor.empty(gpu, kShape, g.dtype, `${op}.dk`);
+  const dv = Tensor.empty(gpu, kShape, g.dtype, `${op}.dv`);
   const dvec = Tensor.empty(gpu, lseShape, 'f32', `${op}.D`);
   const rows = g.B * g.N * g.heads;
   const bufs = { q, k, v, o, lse, dout: dO, dvec, dq, dk, dv };
