@@ -9,7 +9,7 @@ import { DTypeError } from '../runtime/errors.js';
 import { f16BitsToF32, f32ToF16Bits, roundToF16, toF16Bits } from '../src/dtype.js';
 import { cast } from '../src/kernels/cast.js';
 import { BINARY_OPS, type BinaryOp, UNARY_OPS, type UnaryOp, binary, binaryBackward, unary, unaryBackward } from '../src/kernels/elementwise.js';
-import { F16_TOL, f16NormTolerance, f16Tolerance } from '../src/kernels/f16_support.js';
+import { F16_TOL, f16NormTolerance, f16Tolerance, parseDTypeChoice, probeF16, resolveDType } from '../src/kernels/f16_support.js';
 import { softmax, softmaxBackward } from '../src/kernels/softmax.js';
 import { attentionBackward, attentionWithLse } from '../src/kernels/attention.js';
 import { attentionBackwardRef, attentionRef } from '../src/reference/attention.js';
@@ -451,4 +451,25 @@ describe('attention f16 (the general flash kernel; f32 scores, softmax and accum
       expectClose(await g.dv.toArray(), wantG.dv, f16Tolerance(d.N, 1), 'dv');
     });
   }
+});
+
+describe('the f16 probe (src/kernels/f16_support.ts)', () => {
+  it('decides per device: passes where shader-f16 works, else falls back to f32 with a logged reason', async () => {
+    const status = await probeF16(gpu);
+    const lines: string[] = [];
+    const dtype = await resolveDType(gpu, 'f16', (l) => lines.push(l));
+    console.log(`[f16 probe] ${gpu.describe()}: ${status.ok ? `passes (${status.checks.join(', ')})` : `fails: ${status.reason}`}`);
+    if (!gpu.hasF16) {
+      expect(status.ok).toBe(false);
+      expect(dtype).toBe('f32');
+      expect(lines.join('\n')).toMatch(/f16 requested but running in f32: .*shader-f16/);
+      return;
+    }
+    // lavapipe (CI) offers shader-f16 and must pass; a GPU that fails prints its reason above.
+    if (/llvmpipe/i.test(gpu.describe())) expect(status.ok).toBe(true);
+    expect(dtype).toBe(status.ok ? 'f16' : 'f32');
+    expect(lines.length).toBe(status.ok ? 0 : 1);
+    expect(await resolveDType(gpu, 'f32')).toBe('f32');
+    expect(() => parseDTypeChoice('bf16', '--dtype')).toThrow(/--dtype must be one of f32, f16, auto; got 'bf16'/);
+  });
 });
