@@ -15,8 +15,8 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
 
 var<workgroup> tile: array<f32, 272>;   // 16 rows × 17
 
@@ -35,10 +35,10 @@ fn transpose(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) li
   let c0 = wid.x * 16u;
   let r = r0 + lid.y;
   let c = c0 + lid.x;
-  if (r < R && c < C) { tile[lid.y * 17u + lid.x] = x[base + r * C + c]; }
+  if (r < R && c < C) { tile[lid.y * 17u + lid.x] = f32(x[base + r * C + c]); }
   workgroupBarrier();
   // Output row oc (a column of x), output column orr (a row of x): neighbouring threads write neighbouring floats.
   let oc = c0 + lid.y;
   let orr = r0 + lid.x;
-  if (oc < C && orr < R) { y[base + oc * R + orr] = tile[lid.x * 17u + lid.y]; }
+  if (oc < C && orr < R) { y[base + oc * R + orr] = toT(tile[lid.x * 17u + lid.y]); }
 }

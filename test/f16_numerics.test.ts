@@ -17,6 +17,7 @@ import { conv2d, conv2dBackward, loraConv2d, loraConv2dBackward } from '../src/k
 import { type ConvRefGeometry, conv2dBackwardRef, conv2dRef, loraConv2dRef } from '../src/reference/conv2d.js';
 import { geglu, gegluBackward } from '../src/kernels/geglu.js';
 import { concat, split, upsampleNearest, upsampleNearestBackward } from '../src/kernels/resample.js';
+import { transpose } from '../src/kernels/transpose.js';
 import { gegluBackwardRef, gegluRef } from '../src/reference/geglu.js';
 import { concatRef, upsampleNearestBackwardRef, upsampleNearestRef } from '../src/reference/resample.js';
 import { layerNorm, layerNormBackward } from '../src/kernels/layer_norm.js';
@@ -347,7 +348,7 @@ describe('geglu f16', () => {
 });
 
 describe('resample f16', () => {
-  f16it('upsample ×2 (and its gradient), concat and split are exact copies / f32 sums', async () => {
+  f16it('upsample ×2 (and its gradient), concat, split and transpose are exact copies / f32 sums', async () => {
     const shape = [1, 3, 4, 5];
     const xv = roundToF16(seeded(60, 61));
     const x = f16(xv, shape);
@@ -363,6 +364,12 @@ describe('resample f16', () => {
     const c = concat(x, b, 1);
     expect(Array.from(await c.toArray())).toEqual(Array.from(concatRef(xv, shape, bv, [1, 2, 4, 5], 1)));
     const [s0, s1] = split(c, 3, 1);
+    const t = transpose(f16(xv, [3, 4, 5], 't'));
+    const tWant = Array.from({ length: 60 }, (_, i) => {
+      const [b, c5, r4] = [Math.floor(i / 20), Math.floor(i / 4) % 5, i % 4];
+      return xv[b * 20 + r4 * 5 + c5];
+    });
+    expect(Array.from(await t.toArray())).toEqual(tWant);
     expect(Array.from(await s0.toArray())).toEqual(Array.from(xv));
     expect(Array.from(await s1.toArray())).toEqual(Array.from(bv));
   });

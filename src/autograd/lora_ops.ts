@@ -7,7 +7,15 @@ import { ShapeError } from '../../runtime/errors.js';
 import { type PackedConv2dWeight, type Pair, loraConv2dBackward, loraConv2d as loraConv2dKernel } from '../kernels/conv2d.js';
 import { loraLinearBackward, loraLinearWithH } from '../kernels/lora_matmul.js';
 import { type Tensor, shapeStr } from '../tensor.js';
+import type { DType } from '../dtype.js';
+import { castOp } from './ops.js';
 import { Var, keep, track } from './tape.js';
+
+/** The adapter cast to the layer's dtype (f32 masters → f16 for an f16 model; differentiable, so the masters get f32 gradients). */
+function asDType(l: LoraWeights, dtype: DType): LoraWeights {
+  if (l.a.value.dtype === dtype && l.b.value.dtype === dtype) return l;
+  return { a: castOp(l.a, dtype), b: castOp(l.b, dtype), scale: l.scale };
+}
 
 /** A LoRA adapter on one layer: trainable A (down) and B (up), and the factor alpha / r (× the adapter weight). */
 export interface LoraWeights {
@@ -17,7 +25,8 @@ export interface LoraWeights {
 }
 
 /** y = x·Wᵀ + bias + scale · (x·Aᵀ)·Bᵀ [+ residual] for x [..., K], W [N, K], A [r, K], B [N, r]. */
-export function loraLinear(x: Var, weight: Var, bias: Var | undefined, lora: LoraWeights, label = 'lora_linear', residual?: Var): Var {
+export function loraLinear(x: Var, weight: Var, bias: Var | undefined, lora0: LoraWeights, label = 'lora_linear', residual?: Var): Var {
+  const lora = asDType(lora0, x.value.dtype);
   const [N, K] = weight.shape;
   const r = lora.a.shape[0];
   const { scale } = lora;
@@ -59,7 +68,8 @@ export interface LoraConv2dOpOptions {
 }
 
 /** y = conv(x, W) + bias + scale · conv1x1(conv(x, A), B) (+ residual); W [Cout, Cin, kH, kW] frozen. */
-export function loraConv2d(x: Var, weight: Var, bias: Var | undefined, lora: LoraWeights, opts: LoraConv2dOpOptions = {}): Var {
+export function loraConv2d(x: Var, weight: Var, bias: Var | undefined, lora0: LoraWeights, opts: LoraConv2dOpOptions = {}): Var {
+  const lora = asDType(lora0, x.value.dtype);
   const { stride = 1, padding = 0, residual, label } = opts;
   if (weight.needsGrad) throw new ShapeError(`${label ?? 'lora_conv2d'}: the base weight '${weight.name}' is frozen under LoRA; it must not require grad`);
   const params = { w: weight.value, bias: bias?.value, a: lora.a.value, b: lora.b.value, scale: lora.scale, packedW: opts.packed };

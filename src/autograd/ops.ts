@@ -3,6 +3,8 @@
 import { ShapeError } from '../../runtime/errors.js';
 import { type BinaryOp, type UnaryOp, binary, binaryBackward, unary, unaryBackward } from '../kernels/elementwise.js';
 import { type Activation, matmulBackward, matmulWithPre, matmul as matmulKernel } from '../kernels/matmul.js';
+import { cast } from '../kernels/cast.js';
+import type { DType } from '../dtype.js';
 import { meanBackward, mean as meanKernel, sumAll, sumBackward, sumTo, sum as sumKernel } from '../kernels/reduce.js';
 import { type Shape, type Tensor, shapeStr } from '../tensor.js';
 import { Var, keep, track } from './tape.js';
@@ -54,6 +56,16 @@ export const silu = (x: Var) => unaryOp('silu', x);
 export const geluErf = (x: Var) => unaryOp('gelu_erf', x);
 export const geluTanh = (x: Var) => unaryOp('gelu_tanh', x);
 export const quickGelu = (x: Var) => unaryOp('quick_gelu', x);
+
+/** x as `dtype` (f32 ↔ f16); the gradient is cast back to x's dtype (f32 master weights get f32 gradients). */
+export function castOp(x: Var, dtype: DType): Var {
+  if (x.value.dtype === dtype) return x;
+  return track(cast(x.value, dtype), {
+    op: `cast_${dtype}`,
+    inputs: [x],
+    backward: (dy) => [cast(dy, x.value.dtype)],
+  });
+}
 
 /** View with another shape (no copy). */
 export function reshape(x: Var, shape: Shape): Var {

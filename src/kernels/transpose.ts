@@ -3,12 +3,14 @@
 // Transformer2DModel. The backward of y = transpose(x) is transpose(dy).
 import { ShapeError } from '../../runtime/errors.js';
 import { Tensor, numel, shapeStr } from '../tensor.js';
-import { requireDType } from './checks.js';
+import type { DType } from '../dtype.js';
+import { commonDType } from './checks.js';
 import { Kernel } from './kernel.js';
 
-export const transposeKernel = new Kernel<Record<string, number>>({
+export const transposeKernel = new Kernel<{ dtype: DType }>({
   name: 'transpose',
   entryPoints: ['transpose'],
+  dtypes: ['f32', 'f16'],
   bindings: [
     { name: 'params', kind: 'uniform' },
     { name: 'x', kind: 'read' },
@@ -24,12 +26,12 @@ export const transposeKernel = new Kernel<Record<string, number>>({
 
 /** y [..., C, R] with y[..., c, r] = x[..., r, c] for x [..., R, C] (rank ≥ 2; leading dims are a batch). */
 export function transpose(x: Tensor, label = `transpose(${x.label})`): Tensor {
-  requireDType('transpose', 'f32', x);
+  const dtype = commonDType('transpose', x);
   if (x.rank < 2) throw new ShapeError(`transpose: x ${shapeStr(x.shape)} must have rank ≥ 2 [..., R, C]`);
   const [R, C] = x.shape.slice(-2);
   const B = numel(x.shape.slice(0, -2));
   const gpu = x.gpu;
-  const y = Tensor.empty(gpu, [...x.shape.slice(0, -2), C, R], 'f32', label);
+  const y = Tensor.empty(gpu, [...x.shape.slice(0, -2), C, R], dtype, label);
   if (y.size === 0) return y;
   const tilesR = Math.ceil(R / 16);
   const tilesC = Math.ceil(C / 16);
@@ -40,7 +42,7 @@ export function transpose(x: Tensor, label = `transpose(${x.label})`): Tensor {
   if (!fold && (B > max || tilesR > max)) throw new ShapeError(`transpose: x ${shapeStr(x.shape)} needs too many workgroups for one dispatch`);
   transposeKernel.run(gpu, {
     entry: 'transpose',
-    variant: {},
+    variant: { dtype },
     params: { R, C, tilesR, fold: fold ? 1 : 0 },
     buffers: { x, y },
     workgroups: fold ? [tilesC, tilesR * B, 1] : [tilesC, tilesR, B],

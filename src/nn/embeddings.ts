@@ -1,6 +1,7 @@
 // Timestep embeddings: the sinusoidal Timesteps projection (no parameters) and the TimestepEmbedding MLP
 // (linear_1 → SiLU → linear_2), used for the time embedding and SDXL's text_time add embedding.
 import { timestepEmbedding } from '../autograd/nn_ops.js';
+import { castOp } from '../autograd/ops.js';
 import type { Var } from '../autograd/tape.js';
 import type { Tensor } from '../tensor.js';
 import { Linear } from './linear.js';
@@ -21,7 +22,8 @@ export class Timesteps extends Module {
   forward(t: Tensor): Var {
     const y = timestepEmbedding(t, this.dim, { flipSinToCos: this.flipSinToCos, downscaleFreqShift: this.downscaleFreqShift });
     this.ctx.emit(this.name, y);
-    return y;
+    // The sinusoids are computed in f32; an f16 model takes them rounded once.
+    return castOp(y, this.ctx.dtype);
   }
 }
 

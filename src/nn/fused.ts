@@ -10,10 +10,10 @@ export function stackRows(gpu: Gpu, parts: readonly Tensor[], label: string): Te
   if (!parts.length) throw new ShapeError(`${label}: nothing to stack`);
   const K = parts[0].shape[1];
   for (const p of parts)
-    if (p.rank !== 2 || p.shape[1] !== K || p.dtype !== 'f32')
-      throw new ShapeError(`${label}: stacked weights must be f32 [rows, ${K}], got '${p.label}' ${shapeStr(p.shape)} ${p.dtype}`);
+    if (p.rank !== 2 || p.shape[1] !== K || p.dtype !== parts[0].dtype)
+      throw new ShapeError(`${label}: stacked weights must be ${parts[0].dtype} [rows, ${K}], got '${p.label}' ${shapeStr(p.shape)} ${p.dtype}`);
   const rows = parts.reduce((n, p) => n + p.shape[0], 0);
-  const out = Tensor.empty(gpu, [rows, K], 'f32', label);
+  const out = Tensor.empty(gpu, [rows, K], parts[0].dtype, label);
   const enc = gpu.queue.encoderForCopy();
   let offset = 0;
   for (const p of parts) {

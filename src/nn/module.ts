@@ -7,6 +7,7 @@
 import { Var } from '../autograd/tape.js';
 import type { LoraWeights } from '../autograd/lora_ops.js';
 import type { Gpu } from '../../runtime/device.js';
+import type { DType } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import type { KvSlice } from './attention.js';
 
@@ -103,6 +104,11 @@ export class ModelContext {
   /** Which derived weight copies to keep (see WeightCacheOptions). */
   weightCaches: WeightCacheOptions = { ...DEFAULT_WEIGHT_CACHES };
   readonly derived = new Set<DerivedWeight<{ release(): void }>>();
+  /**
+   * Storage type of the weights and activations ('f16': weights loaded as f16, activations f16, every kernel's math
+   * and accumulation f32). LoRA adapters stay f32 (master weights, f32 gradients) and are cast per forward.
+   */
+  dtype: DType = 'f32';
   /** During a forward: cross-attention K / V computed for many blocks at once, by attention module name. */
   crossKv?: ReadonlyMap<string, KvSlice>;
 

@@ -8,8 +8,10 @@
 // Training a LoRA: loadLora / initLora attach trainable A / B to the targeted Linear / Conv2d layers; run the
 // forward under a Tape (src/autograd/tape.ts) and back-propagate; the frozen base weights never get gradients.
 import type { Gpu } from '../../runtime/device.js';
+import { DTypeError } from '../../runtime/errors.js';
+import type { DType } from '../dtype.js';
 import { concat } from '../autograd/nn_ops.js';
-import { add, reshape, silu } from '../autograd/ops.js';
+import { add, castOp, reshape, silu } from '../autograd/ops.js';
 import { Var, tidy } from '../autograd/tape.js';
 import type { ByteSource } from '../io/byte_source.js';
 import type { LoraAdapter, LoraSet } from '../io/lora_format.js';
@@ -35,6 +37,16 @@ import {
 } from './lora.js';
 import { type LoadWeightsOptions, type StateDict, type WeightSource, loadStateDict } from './weights.js';
 import { type RandomInitOptions, type RandomInitSummary, initRandomParameters } from '../nn/init.js';
+
+export interface UNetModelOptions {
+  /**
+   * Storage type of weights and activations (default 'f32'). 'f16': weights are loaded as f16 (F16 safetensors bytes
+   * straight to the GPU), activations are f16, every kernel computes and accumulates in f32; LoRA adapters stay f32
+   * master weights (f32 gradients, cast per forward). Inputs and output stay f32 (cast at the model's boundary).
+   * Choose it with resolveDType (src/kernels/f16_support.ts), which checks the device first.
+   */
+  dtype?: DType;
+}
 
 export interface UNetInputs {
   /** Noisy latents [B, in_channels, h, w] (h, w need not be equal or divisible by 2^levels). */
@@ -70,10 +82,14 @@ export class UNet2DConditionModel extends Module {
   constructor(
     readonly gpu: Gpu,
     config: UNetConfigJson,
+    opts: UNetModelOptions = {},
   ) {
     super(new ModelContext(gpu), '');
     const cfg = (this.config = resolveUNetConfig(config));
     const ctx = this.ctx;
+    const dtype = opts.dtype ?? 'f32';
+    if (dtype === 'f16' && !gpu.hasF16) throw new DTypeError(`unet: dtype f16 needs the 'shader-f16' feature, which this device does not offer (${gpu.describe()})`);
+    ctx.dtype = dtype;
     const C0 = cfg.blockOutChannels[0];
     this.timeProj = new Timesteps(ctx, 'time_proj', C0, cfg.flipSinToCos, cfg.freqShift);
     this.timeEmbedding = new TimestepEmbedding(ctx, 'time_embedding', C0, cfg.timeEmbedDim);
@@ -182,14 +198,32 @@ export class UNet2DConditionModel extends Module {
     }
   }
 
-  /** ε-prediction [B, out_channels, h, w]. Records on the active tape where an input or adapter needs a gradient. */
+  /** Storage type of weights and activations (f32 math inside every kernel either way). */
+  get dtype(): DType {
+    return this.ctx.dtype;
+  }
+
+  /**
+   * ε-prediction [B, out_channels, h, w]. Records on the active tape where an input or adapter needs a gradient.
+   * Inputs and output are f32 whatever the model's dtype: an f16 model casts them at its boundary (differentiably).
+   */
   forward(inputs: UNetInputs, opts: ForwardOptions = {}): Var {
     const ctx = this.ctx;
     ctx.probe = opts.probe;
     try {
       return tidy(() => {
-        ctx.crossKv = this.crossKv.run(inputs.encoderHiddenStates);
-        return this.run(inputs);
+        const dt = ctx.dtype;
+        const inp: UNetInputs =
+          dt === 'f32'
+            ? inputs
+            : {
+                ...inputs,
+                sample: castOp(inputs.sample, dt),
+                encoderHiddenStates: castOp(inputs.encoderHiddenStates, dt),
+                textEmbeds: inputs.textEmbeds && castOp(inputs.textEmbeds, dt),
+              };
+        ctx.crossKv = this.crossKv.run(inp.encoderHiddenStates);
+        return castOp(this.run(inp), 'f32');
       });
     } finally {
       // Checkpointed blocks replay during the backward; they must not probe again (and get their K / V as inputs).
@@ -245,7 +279,7 @@ export class UNet2DConditionModel extends Module {
     } finally {
       flat.release();
     }
-    return concat(textEmbeds, reshape(te, [B, te.value.size / B]), 1);
+    return concat(textEmbeds, reshape(castOp(te, this.ctx.dtype), [B, te.value.size / B]), 1);
   }
 
   private timestepTensor(ts: UNetInputs['timestep'], B: number): Tensor {

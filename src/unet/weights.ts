@@ -5,9 +5,10 @@
 import { Var } from '../autograd/tape.js';
 import type { ByteSource } from '../io/byte_source.js';
 import type { Checkpoint } from '../io/checkpoint.js';
-import { FLOAT_DTYPES, readHeader, readTensorF32 } from '../io/safetensors.js';
+import { FLOAT_DTYPES, readHeader, readTensorF16Bits, readTensorF32 } from '../io/safetensors.js';
 import type { ModelContext } from '../nn/module.js';
 import { Tensor, shapeStr } from '../tensor.js';
+import { toF16Bits } from '../dtype.js';
 
 export interface StateDictEntry {
   data: Float32Array;
@@ -56,6 +57,8 @@ export interface TensorIndex {
   name: string;
   shapes: Map<string, { shape: readonly number[]; dtype: string }>;
   read(name: string): Promise<Float32Array>;
+  /** One tensor as f16 bits (F16 stored bytes unchanged; others rounded to nearest even). */
+  readF16(name: string): Promise<Uint16Array>;
 }
 
 export type WeightSource = ByteSource | Checkpoint | StateDict;
@@ -63,17 +66,17 @@ export type WeightSource = ByteSource | Checkpoint | StateDict;
 export async function indexSource(source: WeightSource): Promise<TensorIndex> {
   if (isCheckpoint(source)) {
     const shapes = new Map([...source.tensors].map(([k, e]) => [k, { shape: e.shape, dtype: e.dtype }]));
-    return { name: source.path, shapes, read: (n) => source.read(n) };
+    return { name: source.path, shapes, read: (n) => source.read(n), readF16: (n) => source.readF16(n) };
   }
   if (isByteSource(source)) {
     const header = await readHeader(source);
     const shapes = new Map([...header.tensors].map(([k, e]) => [k, { shape: e.shape, dtype: e.dtype }]));
-    return { name: source.name, shapes, read: (n) => readTensorF32(source, header, n) };
+    return { name: source.name, shapes, read: (n) => readTensorF32(source, header, n), readF16: (n) => readTensorF16Bits(source, header, n) };
   }
   const entries = source instanceof Map ? [...source.entries()] : Object.entries(source as Record<string, StateDictEntry>);
   const map = new Map(entries);
   const shapes = new Map(entries.map(([k, e]) => [k, { shape: e.shape, dtype: 'F32' }]));
-  return { name: 'state dict', shapes, read: async (n) => map.get(n)!.data };
+  return { name: 'state dict', shapes, read: async (n) => map.get(n)!.data, readF16: async (n) => toF16Bits(map.get(n)!.data) };
 }
 
 function isCheckpoint(s: unknown): s is Checkpoint {
@@ -103,8 +106,11 @@ export async function loadStateDict(ctx: ModelContext, source: WeightSource, opt
   if (missing.length || unexpected.length || mismatched.length || unsupported.length)
     throw new StateDictError(index.name, missing, unexpected, mismatched, unsupported);
   for (const [name, p] of ctx.params) {
-    const data = await index.read(name);
-    const t = Tensor.fromArray(ctx.gpu, data, p.shape, { label: name });
+    // An f16 model takes f16 bits (F16 files: their bytes as they are, no f32 copy on the host or the GPU).
+    const t =
+      ctx.dtype === 'f16'
+        ? Tensor.fromF16Bits(ctx.gpu, await index.readF16(name), p.shape, { label: name })
+        : Tensor.fromArray(ctx.gpu, await index.read(name), p.shape, { label: name });
     p.var?.dispose();
     p.var = new Var(t, opts.trainable?.(name) ?? false, name);
   }
