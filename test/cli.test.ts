@@ -65,7 +65,7 @@ describe('tcd CLI', () => {
     expect(top.stdout).toMatch(/usage: tcd <command>/);
     const help = await tcd(['sample', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--model', '--lora', '--prompt', '--negative-prompt', '--steps', '--eta, --gamma', '--guidance-scale', '--seed', '--width', '--height', '--batch', '--scheduler', '--out', '--variant fp16', 'example'])
+    for (const flag of ['--model', '--lora', '--prompt', '--negative-prompt', '--steps', '--eta, --gamma', '--guidance-scale', '--seed', '--width', '--height', '--batch', '--scheduler', '--out', '--variant fp16', '--dtype <f32|f16|auto>', 'example'])
       expect(help.stdout).toContain(flag);
     const none = await tcd([]);
     expect(none.code).toBe(2);
@@ -94,6 +94,32 @@ describe('tcd CLI', () => {
       images.push(rgb);
     }
     expect(images[0].some((v, i) => v !== images[1][i]), 'two seeds, two images').toBe(true);
+  });
+
+  it('--dtype f16: the f16 UNet (f32 text encoders and VAE) draws the f32 image within a few levels', async () => {
+    const out = join(dir, 'out16', 'fox.png');
+    const r = await tcd(['sample', '--model', model, '--prompt', 'a red fox in the snow', '--width', '64', '--height', '48',
+      '--seed', '11', '--lora', `${LORA}:0.8`, '--out', out, '--dtype', 'f16']);
+    console.log(`  tcd sample --dtype f16: exit ${r.code} in ${r.ms.toFixed(0)} ms`);
+    expect(r.code, r.stderr).toBe(0);
+    if (!r.stderr.includes('dtype: f16')) {
+      // A device without working f16 says why and runs f32.
+      expect(r.stderr).toMatch(/f16 requested but running in f32: /);
+      return;
+    }
+    const rgb = (img: { data: Uint8Array }) => img.data.filter((_, i) => i % 4 !== 3);
+    const a = rgb(decodePng(await readFile(out)));
+    const b = rgb(decodePng(await readFile(join(dir, 'out', 'fox-0.png')))); // the f32 run above, same seed
+    let far = 0;
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) {
+      const d = Math.abs(a[i] - b[i]);
+      worst = Math.max(worst, d);
+      if (d > 4) far++;
+    }
+    console.log(`  f16 vs f32 image: worst ${worst} levels, ${((100 * far) / a.length).toFixed(2)}% of values > 4 levels`);
+    expect(new Set(a).size, 'distinct byte values').toBeGreaterThan(20);
+    expect(far / a.length, 'share of values more than 4 levels from the f32 image').toBeLessThan(0.02);
   });
 
   it('errors: missing model part, size not a multiple of 8, bad LoRAs, bad flags — clear messages, non-zero exit', async () => {
@@ -128,6 +154,9 @@ describe('tcd CLI', () => {
     const noPrompt = await tcd(['sample', '--model', model]);
     expect(noPrompt.code).toBe(2);
     expect(noPrompt.stderr).toContain('--prompt is required');
+    const dtype = await tcd([...base, '--dtype', 'bf16']);
+    expect(dtype.code).toBe(2);
+    expect(dtype.stderr).toContain("--dtype must be one of f32, f16, auto; got 'bf16'");
     const gamma = await tcd([...base, '--gamma', '1.5']);
     expect(gamma.code).toBe(2);
     expect(gamma.stderr).toContain('--gamma: must be ≤ 1, got 1.5');

@@ -196,10 +196,11 @@ describe(`UNet2DConditionModel vs golden`, () => {
     console.log(`  checkpointed forward + backward ${(performance.now() - t0).toFixed(0)} ms`);
     expect(gpu.pool.report().currentBytes, 'pool bytes in use after a checkpointed step').toBe(before);
     await checkGrads(ckpt);
-    // Replays run the same kernels; only the order in which residual branches' gradients are summed differs.
+    // Replays run the same kernels; only the order in which residual branches' gradients are summed differs (in f16
+    // each differently ordered sum is rounded to f16: 3.8e-3 measured on lavapipe).
     const rows: [string, number][] = [...plain.grads].map(([k, g]) => [`${k} vs unchecked`, relMaxErr(ckpt.grads.get(k)!, g)]);
     rows.push(['output vs unchecked', relMaxErr(ckpt.out, plain.out)]);
-    report(rows, 1e-5);
+    report(rows, DTYPE === 'f16' ? 1e-2 : 1e-5);
     loraModel.dispose();
   });
 });

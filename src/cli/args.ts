@@ -1,6 +1,7 @@
 // `tcd sample` command line: flags → checked options, and the help text. Pure (no file system, no GPU), so usage
 // errors come back at once.
 import { parseArgs } from 'node:util';
+import { type DTypeChoice, parseDTypeChoice } from '../kernels/f16_support.js';
 import { SCHEDULER_NAMES, type SchedulerName, isSchedulerName } from '../pipeline/scheduler_choice.js';
 
 export class UsageError extends Error {
@@ -28,6 +29,8 @@ export interface SampleArgs {
   scheduler: SchedulerName;
   out: string;
   variant?: 'fp16';
+  /** The UNet's storage type ('auto': f16 where the device passes the f16 probe). */
+  dtype: DTypeChoice;
   originalInferenceSteps?: number;
   strength?: number;
   quiet: boolean;
@@ -41,7 +44,11 @@ model
   --model <path>            diffusers SDXL folder (model_index.json, unet/, vae/, text_encoder/, text_encoder_2/,
                             tokenizer/, tokenizer_2/, scheduler/), or a single .safetensors checkpoint with --config
   --config <folder>         diffusers folder giving configs + tokenizers for a single-file --model
-  --variant fp16            load the *.fp16.safetensors weights (computed in float32)
+  --variant fp16            load the *.fp16.safetensors weights
+  --dtype <f32|f16|auto>    UNet weights and activations in float32 or float16 (f32 math inside the kernels either
+                            way; the text encoders and the VAE decode stay float32, as diffusers upcasts the SDXL
+                            VAE). auto: f16 where the device passes the f16 probe. f16 on a device that fails it
+                            runs f32 and says why (default f32)
   --lora <path[:scale]>     a UNet LoRA (peft / diffusers / kohya), applied unfused; repeat for several
                             (scale multiplies the file's alpha/rank; default 1)
 
@@ -122,6 +129,7 @@ export function parseSampleArgs(argv: readonly string[]): SampleArgs | undefined
         scheduler: { type: 'string' },
         out: { type: 'string' },
         variant: { type: 'string' },
+        dtype: { type: 'string' },
         'original-inference-steps': { type: 'string' },
         strength: { type: 'string' },
         quiet: { type: 'boolean' },
@@ -162,10 +170,19 @@ export function parseSampleArgs(argv: readonly string[]): SampleArgs | undefined
     scheduler,
     out,
     variant: v.variant as 'fp16' | undefined,
+    dtype: dtypeFlag(v.dtype),
     originalInferenceSteps: num('--original-inference-steps', v['original-inference-steps'], { int: true, min: 1 }),
     strength: num('--strength', v.strength, { min: 0, max: 1, minExclusive: true }),
     quiet: v.quiet ?? false,
   };
+}
+
+function dtypeFlag(v: string | undefined): DTypeChoice {
+  try {
+    return parseDTypeChoice(v ?? 'f32', '--dtype');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 /** Output file of image i of n: the name itself for one image, else name-i.png. */

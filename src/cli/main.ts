@@ -8,6 +8,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../../runtime/device.js';
+import { resolveDType } from '../kernels/f16_support.js';
 import { resolveLayout } from '../pipeline/model_folder.js';
 import { writePng } from '../pipeline/png.js';
 import { type GenerateResult, TcdSdxlPipeline } from '../pipeline/tcd_sdxl_pipeline.js';
@@ -74,9 +75,12 @@ async function sample(args: SampleArgs, io: CliIo): Promise<void> {
   let pipe: TcdSdxlPipeline | undefined;
   try {
     if (!args.quiet) io.stderr.write(`device: ${gpu.describe()}\n`);
+    const dtype = await resolveDType(gpu, args.dtype, (line) => io.stderr.write(`${line}\n`));
+    if (!args.quiet) io.stderr.write(`dtype: ${dtype} (UNet; text encoders and VAE f32)\n`);
     pipe = await TcdSdxlPipeline.fromPretrained(gpu, args.model, {
       configFolder: args.config,
       variant: args.variant,
+      dtype,
       loras: args.loras,
       scheduler: args.scheduler,
       onProgress: progress.onEvent,

@@ -11,6 +11,7 @@
 // Randomness: image b uses seed + b; its initial latents are stream 0 and the noise of step i stream i + 1, so an image
 // of a batch equals the single-image run with its seed, and every run is reproducible.
 import type { Gpu } from '../../runtime/device.js';
+import type { DType } from '../dtype.js';
 import { type ByteSource, fileSource } from '../io/byte_source.js';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.js';
 import { type LoraSet, parseLora } from '../io/lora_format.js';
@@ -57,6 +58,12 @@ export interface LoraSpec {
 interface LoadOptions {
   /** 'fp16' loads *.fp16.safetensors (converted to f32); default: the plain file, else whatever is there. */
   variant?: 'fp16' | 'default';
+  /**
+   * The UNet's storage type (default 'f32'; see UNetModelOptions.dtype; resolveDType checks a device first). The text
+   * encoders and the VAE stay f32: the UNet's output is cast to f32, so the decode is upcast as diffusers does for
+   * SDXL's VAE, which overflows in f16.
+   */
+  dtype?: DType;
   scheduler?: SchedulerName;
   onProgress?: ProgressFn;
 }
@@ -259,7 +266,7 @@ export class TcdSdxlPipeline {
     const tokenizers = await plan.tokenizers();
     progress('tokenizers');
     // Model shapes come from the configs alone: LoRAs are parsed and checked against them before any weights load.
-    const unet = new UNet2DConditionModel(gpu, plan.configs.unet as UNetConfigJson);
+    const unet = new UNet2DConditionModel(gpu, plan.configs.unet as UNetConfigJson, { dtype: opts.dtype });
     const vae = new AutoencoderKL(gpu, plan.configs.vae as VaeConfigJson, { parts: 'decoder' });
     const loraSets: { set: LoraSet; weight: number }[] = [];
     for (const l of loras) {
