@@ -4,7 +4,7 @@ export { Gpu, type GpuOptions, type AdapterSummary } from '../runtime/device.js'
 export { BENCH_DISABLE_TOGGLES, NVIDIA_F16_TOGGLES, type GpuHost, type HostOptions } from '../runtime/host.js';
 export * from '../runtime/errors.js';
 export { Tensor, numel, type Shape } from './tensor.js';
-export type { DType } from './dtype.js';
+export { type DType, f32ToF16Bits, f16BitsToF32, toF16Bits, roundToF16 } from './dtype.js';
 export { Kernel, type KernelSpec, type BindingDecl, type UniformType } from './kernels/kernel.js';
 export * from './kernels/elementwise.js';
 export * from './kernels/reduce.js';
@@ -19,6 +19,8 @@ export * from './kernels/geglu.js';
 export * from './kernels/resample.js';
 export * from './kernels/timestep_embedding.js';
 export * from './kernels/transpose.js';
+export * from './kernels/cast.js';
+export { F16_TOL, f16Tolerance, f16NormTolerance, probeF16, resolveDType, parseDTypeChoice, type F16Status, type DTypeChoice } from './kernels/f16_support.js';
 export * from './kernels/adamw.js';
 export * from './kernels/tcd_step.js';
 export * as autograd from './autograd/index.js';
