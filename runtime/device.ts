@@ -33,7 +33,8 @@ const MAX_LIMITS = [
   'maxStorageBuffersPerShaderStage',
 ] as const;
 
-const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'subgroups', 'shader-f16'];
+// chromium-experimental-subgroup-matrix: tensor-core GEMMs (src/kernels/matmul_subgroup_matrix.ts), where offered.
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'subgroups', 'shader-f16', 'chromium-experimental-subgroup-matrix' as GPUFeatureName];
 
 function isNode(): boolean {
   const p = (globalThis as { process?: { versions?: { node?: string } } }).process;

@@ -17,6 +17,7 @@ import { cast } from './cast.js';
 import { unary } from './elementwise.js';
 import { Kernel } from './kernel.js';
 import { matmul } from './matmul.js';
+import { verifySubgroupMatrix } from './matmul_subgroup_matrix.js';
 import { softmax } from './softmax.js';
 
 export interface Tolerance {
@@ -166,6 +167,10 @@ async function runProbe(gpu: Gpu): Promise<F16Status> {
     const mmBad = firstMismatch('matmul (vec4)', await mm.toArray(), matmulRef(av, [8, 16], bv, [16, 8]).y, () => f16Tolerance(16, 1));
     if (mmBad) return { ok: false, reason: mmBad };
     checks.push('matmul vec4');
+    // Tensor cores (where offered): verified here, else f16 GEMMs keep the matmul.wgsl variant; not a reason to
+    // refuse f16 (the verdict is listed either way).
+    const sgm = await verifySubgroupMatrix(gpu);
+    checks.push(sgm ? `subgroup-matrix GEMM not used: ${sgm}` : 'subgroup-matrix GEMM verified (used for f16 GEMMs)');
     return { ok: true, checks };
   } finally {
     live.forEach((t) => t.release());

@@ -37,6 +37,11 @@ export interface KernelSpec<V extends Variant> {
    * One WGSL file serves both, and the f32 variants compile to what they did before T existed.
    */
   readonly dtypes?: readonly DType[];
+  /**
+   * Rewrites the source for the load-time layout check only, where wgsl_reflect cannot parse a construct (the
+   * subgroup-matrix types and templated builtins); the compiled source is never rewritten.
+   */
+  readonly reflectAs?: (source: string) => string;
   /** WGSL source (defaults to kernels/<name>.wgsl); used by tests of the harness itself. */
   readonly source?: string;
 }
@@ -124,7 +129,8 @@ export class Kernel<V extends Variant> {
     const { spec } = this;
     let reflect: WgslReflect;
     try {
-      reflect = new WgslReflect(this.withPrelude(undefined));
+      const src = this.withPrelude(undefined);
+      reflect = new WgslReflect(spec.reflectAs ? spec.reflectAs(src) : src);
     } catch (e) {
       throw new KernelLayoutError(spec.name, `WGSL does not parse: ${(e as Error).message}`);
     }

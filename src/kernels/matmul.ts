@@ -21,6 +21,7 @@ import { broadcastShapes, commonDType, requireSameGpu } from './checks.js';
 import { UNARY_OPS, unaryBackward } from './elementwise.js';
 import { grid1d } from './grid.js';
 import { Kernel } from './kernel.js';
+import { matmulSubgroupMatrix, subgroupMatrixVerified } from './matmul_subgroup_matrix.js';
 import { sumTo } from './reduce.js';
 
 export type Activation = 'none' | 'silu' | 'gelu_erf' | 'gelu_tanh' | 'quick_gelu';
@@ -317,9 +318,31 @@ export function gemmVariant(gpu: Gpu, c: GemmCall): MatmulVariant {
   };
 }
 
+/**
+ * Whether an f16 GEMM can take the subgroup-matrix kernel (tensor cores): verified on this device by the f16 probe,
+ * a single GEMM (or A's batch folded into M) with A stored [M, K] and a plain epilogue (alpha, bias).
+ */
+function subgroupMatrixEligible(gpu: Gpu, c: GemmCall): boolean {
+  return (
+    c.a.t.dtype === 'f16' && subgroupMatrixVerified(gpu) && c.batch === 1 && !c.a.trans && !c.pair2 && (c.activation ?? 'none') === 'none' &&
+    !c.storePre && !c.residual && !c.firstZOnly && c.ldA === undefined && c.ldB === undefined && !c.tile && !c.scalar &&
+    c.splitK === undefined && c.b.t.size === c.K * c.N && c.a.t.size === c.M * c.K
+  );
+}
+
 /** Runs one GEMM (split over K where that helps, see splitKFor); returns Y (and Z when storePre). */
 export function gemm(c: GemmCall): { y: Tensor; pre?: Tensor } {
   const gpu = c.a.t.gpu;
+  if (subgroupMatrixEligible(gpu, c)) {
+    const a2 = c.a.t.reshape([c.M, c.K]);
+    const b2 = c.b.t.reshape(c.b.trans ? [c.N, c.K] : [c.K, c.N]);
+    const y = matmulSubgroupMatrix(a2, b2, { transB: c.b.trans, bias: c.bias, alpha: c.alpha, label: c.label });
+    a2.release();
+    b2.release();
+    const out = y.reshape(c.outShape);
+    y.release();
+    return { y: out };
+  }
   const tile = gemmTile(gpu, c);
   const s = c.splitK ?? splitKFor(c, tile);
   if (s > 1) {
