@@ -17,6 +17,7 @@ import { type AdamWSlot, adamwStep } from '../src/kernels/adamw.js';
 import { constantTensor, randomNormal } from '../src/kernels/random.js';
 import { initRandomParameters } from '../src/nn/init.js';
 import { Tensor } from '../src/tensor.js';
+import type { DType } from '../src/dtype.js';
 import { sizeClass } from '../runtime/buffer_pool.js';
 import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
@@ -55,6 +56,8 @@ Options:
   --warmup <n>       warm-up runs per mode (default 2)
   --seed <n>         weight / input seed (default 0)
   --json <file>      also write the results as JSON (atomically)
+  --dtype <f32|f16>  UNet weights and activations (default f32; f16 needs shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=
+                     allow_unsafe_apis,vulkan_enable_f16_on_nvidia)
   --unsafe           enable Dawn ${UNSAFE_TOGGLES.join(', ')} (faster, no bounds checks)
   --no-profile       skip the per-op-type breakdown
   --dry-run          no GPU: run the same code against a recording device with H100 limits and report the memory
@@ -76,12 +79,14 @@ interface Options {
   profile: boolean;
   dryRun: boolean;
   help: boolean;
+  /** UNet weights and activations (f32 math in the kernels either way). */
+  dtype: DType;
 }
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, dryRun: false, help: false };
+  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, dryRun: false, help: false, dtype: 'f32' };
   const int = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? 'nothing'}`);
@@ -126,6 +131,12 @@ function parseArgs(argv: string[]): Options {
       case '--unsafe':
         o.unsafe = true;
         break;
+      case '--dtype': {
+        const v = next();
+        if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got ${v ?? 'nothing'}`);
+        o.dtype = v;
+        break;
+      }
       case '--no-profile':
         o.profile = false;
         break;
@@ -491,7 +502,8 @@ async function main(): Promise<number> {
   try {
     const adapter = gpu.describe();
     progress(`adapter: ${adapter}`);
-    const unet = new UNet2DConditionModel(gpu, cfg);
+    const unet = new UNet2DConditionModel(gpu, cfg, { dtype: o.dtype });
+    progress(`dtype: ${o.dtype}`);
     let nParams = 0;
     for (const p of unet.parameters.values()) nParams += p.shape.reduce((a, d) => a * d, 1);
     progress(`built ${configName}: ${unet.parameters.size} tensors, ${nParams.toLocaleString('en-US')} parameters (${gib(4 * nParams)} GiB f32)`);
@@ -499,6 +511,7 @@ async function main(): Promise<number> {
     let lastShown = 0;
     const init = initRandomParameters(gpu, unet.parameters, {
       seed: o.seed,
+      dtype: o.dtype,
       onProgress: (done, total) => {
         if (done === total || done - lastShown >= Math.ceil(total / 10)) {
           lastShown = done;

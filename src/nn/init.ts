@@ -10,7 +10,9 @@
 // Each parameter draws from its own stream, a hash of its name: its values do not depend on the other parameters.
 import type { Gpu } from '../../runtime/device.js';
 import { Var } from '../autograd/tape.js';
+import { cast } from '../kernels/cast.js';
 import { constantTensor, randomNormal } from '../kernels/random.js';
+import type { DType } from '../dtype.js';
 import { type Tensor, numel } from '../tensor.js';
 import type { Param } from './module.js';
 
@@ -21,6 +23,8 @@ export interface RandomInitOptions {
   gain?: number;
   /** Parameters to make trainable (requiresGrad); default none. */
   trainable?: (name: string) => boolean;
+  /** Storage type of the parameters (default f32; f16: drawn in f32, rounded once). */
+  dtype?: DType;
   /** Called after each parameter with the running count (e.g. a progress line every N tensors). */
   onProgress?: (done: number, total: number, name: string) => void;
 }
@@ -62,7 +66,13 @@ export function initRandomParameters(gpu: Gpu, params: ReadonlyMap<string, Param
   const summary: RandomInitSummary = { tensors: 0, params: 0, bytes: 0 };
   const total = params.size;
   for (const [name, p] of params) {
-    const t = randomParameter(gpu, name, p.shape, seed, gain);
+    let t = randomParameter(gpu, name, p.shape, seed, gain);
+    if (opts.dtype === 'f16') {
+      // Drawn in f32 (the same values as an f32 model), rounded once to f16.
+      const h = cast(t, 'f16');
+      t.release();
+      t = h;
+    }
     p.var?.dispose();
     p.var = new Var(t, opts.trainable?.(name) ?? false, name);
     summary.tensors++;

@@ -134,7 +134,7 @@ export class UNet2DConditionModel extends Module {
   /** Random weights on the GPU (N(0, 1/fan_in), norms 1, biases 0), for benchmarks and tests without a checkpoint. */
   initRandom(opts: RandomInitOptions = {}): RandomInitSummary {
     this.ctx.clearDerived();
-    return initRandomParameters(this.gpu, this.parameters, opts);
+    return initRandomParameters(this.gpu, this.parameters, { dtype: this.ctx.dtype, ...opts });
   }
 
   /** Recompute resnets and/or transformer blocks in the backward (checkpoint() from the tape). */
