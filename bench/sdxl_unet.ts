@@ -496,7 +496,7 @@ async function main(): Promise<number> {
   const configName = o.config ?? 'SDXL base 1.0 (test/fixtures/sdxl_config/unet_config.json)';
 
   const enableToggles = o.unsafe ? UNSAFE_TOGGLES : [];
-  const dry = o.dryRun ? dryRunHost() : undefined;
+  const dry = o.dryRun ? dryRunHost(o.dtype === 'f16' ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
   const gpu = await Gpu.create(dry ? { host: dry } : { enableToggles, disableToggles: BENCH_DISABLE_TOGGLES });
   let code = 0;
   try {

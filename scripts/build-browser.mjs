@@ -23,7 +23,7 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BROWSER_TEST_FILES = [
   'elementwise', 'reduce', 'softmax', 'matmul', 'lora_matmul', 'conv2d', 'group_norm', 'layer_norm', 'attention',
   'geglu', 'resample', 'timestep_embedding', 'tcd_step', 'adamw', 'autograd', 'nn_ops', 'runtime', 'safetensors',
-  'unet_weights', 'unet_shapes', 'unet_golden',
+  'unet_weights', 'unet_shapes', 'unet_golden', 'f16_numerics', 'loss_scaler', 'matmul_subgroup_matrix',
   // Browser-specific regressions (test/browser/*.test.ts; vitest runs them in Node too).
   'browser/activation_range',
 ];

@@ -93,7 +93,9 @@ export async function loadLora(ctx: ModelContext, source: ByteSource | StateDict
     const target = ctx.loraTargets.get(module)!;
     const upload = async (key: string) => {
       const { shape } = index.shapes.get(key)!;
-      return new Var(Tensor.fromArray(ctx.gpu, await index.read(key), shape, { label: key }), trainable, key.replace(/^unet\./, ''));
+      // Frozen adapters of an f16 model are stored in f16 (no cast per forward); trainable ones stay f32 masters.
+      const dtype = trainable ? 'f32' : ctx.dtype;
+      return new Var(Tensor.fromArray(ctx.gpu, await index.read(key), shape, { label: key, dtype }), trainable, key.replace(/^unet\./, ''));
     };
     const va = await upload(a!);
     const vb = await upload(b!);
@@ -125,7 +127,8 @@ export function attachLora(ctx: ModelContext, set: LoraSet | readonly LoraAdapte
     const target = ctx.loraTargets.get(ad.module)!;
     const up = (m: { data: Float32Array; shape: number[] }, which: 'A' | 'B') => {
       const name = `${ad.module}.lora_${which}.weight`;
-      return new Var(Tensor.fromArray(ctx.gpu, m.data, m.shape, { label: name }), trainable, name);
+      // Frozen adapters of an f16 model are stored in f16 (no cast per forward); trainable ones stay f32 masters.
+      return new Var(Tensor.fromArray(ctx.gpu, m.data, m.shape, { label: name, dtype: trainable ? 'f32' : ctx.dtype }), trainable, name);
     };
     const a = up(ad.A, 'A');
     const b = up(ad.B, 'B');
