@@ -31,6 +31,8 @@ import { loraLinearBackward, loraLinearWithH } from '../src/kernels/lora_matmul.
 import { loraLinearBackwardRef, loraLinearRef, matmulBackwardRef, matmulRef } from '../src/reference/matmul.js';
 import { roundF16Ref } from '../src/reference/f16.js';
 import { Tensor, numel } from '../src/tensor.js';
+import { ELEMENT_PRELUDE, Kernel } from '../src/kernels/kernel.js';
+import { KernelLayoutError } from '../runtime/errors.js';
 import { expectClose, seeded, testGpu } from './helpers.js';
 
 let gpu: Gpu;
@@ -107,6 +109,35 @@ describe('host conversion f32 ↔ f16', () => {
     expect(() => binary('add', a, b)).toThrow(/b32.*f32, expected f16/);
     a.release();
     b.release();
+  });
+});
+
+describe('the dtype variant mechanism (src/kernels/kernel.ts)', () => {
+  const src = `struct Params { n: u32, };
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> y: array<T>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x < params.n) { y[g.x] = toT(f32(y[g.x]) * 2.0); } }`;
+  const spec = { name: 'dtype_probe', entryPoints: ['main'], bindings: [{ name: 'params', kind: 'uniform' as const }, { name: 'y', kind: 'read_write' as const }], uniforms: [['n', 'u32']] as const, source: src };
+  it('one WGSL source serves f32 and f16; the f32 prelude is the identity alias; a kernel without dtypes refuses f16', async (ctx) => {
+    expect(ELEMENT_PRELUDE.f32).toMatch(/^alias T = f32;/);
+    expect(ELEMENT_PRELUDE.f16).toMatch(/^enable f16; alias T = f16;/);
+    // A kernel that does not list f16 refuses an f16 variant at pipeline build, naming its dtypes.
+    const f32Only = new Kernel<{ dtype: string }>({ ...spec, source: src.replace(/array<T>/, 'array<f32>').replace('toT(f32(y[g.x]) * 2.0)', 'y[g.x] * 2.0') });
+    expect(() => f32Only.pipeline(gpu, 'main', { dtype: 'f16' })).toThrow(KernelLayoutError);
+    const both = new Kernel<{ dtype: 'f32' | 'f16' }>({ ...spec, dtypes: ['f32', 'f16'] });
+    const k32 = both.pipeline(gpu, 'main', { dtype: 'f32' });
+    expect(k32).toBeTruthy();
+    if (!gpu.hasF16) {
+      expect(() => both.pipeline(gpu, 'main', { dtype: 'f16' })).toThrow(/shader-f16/);
+      ctx.skip(`no shader-f16 on ${gpu.describe()}`);
+    }
+    for (const dtype of ['f32', 'f16'] as const) {
+      const t = Tensor.fromArray(gpu, [1.5, -3, 40000], [3], { dtype, label: `y-${dtype}` });
+      both.run(gpu, { entry: 'main', variant: { dtype }, params: { n: 3 }, buffers: { y: t }, workgroups: [1] });
+      // 80000 overflows f16 to Infinity (toT), f32 keeps it.
+      expect(Array.from(await t.toArray())).toEqual([3, -6, dtype === 'f16' ? Infinity : 80000]);
+      t.release();
+    }
   });
 });
 

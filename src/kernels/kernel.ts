@@ -234,6 +234,7 @@ export class Kernel<V extends Variant> {
     if (failed) throw failed;
     const cached = gpu.pipelines.get(key);
     if (cached) return cached;
+    this.prelude(variant); // a dtype the kernel is not written for: KernelLayoutError, on any device
     if (Kernel.dtypeOf(variant) === 'f16' && !gpu.hasF16)
       throw new DTypeError(`${this.spec.name}.${entry}: the f16 variant needs the 'shader-f16' feature, which this device does not offer`);
     const label = `${this.spec.name}.${entry}${JSON.stringify(variant)}`;
