@@ -42,10 +42,10 @@ struct Params {
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4f>;
-@group(0) @binding(2) var<storage, read> k: array<vec4f>;
-@group(0) @binding(3) var<storage, read> v: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> o: array<vec4f>;
+@group(0) @binding(1) var<storage, read> q: array<T4>;
+@group(0) @binding(2) var<storage, read> k: array<T4>;
+@group(0) @binding(3) var<storage, read> v: array<T4>;
+@group(0) @binding(4) var<storage, read_write> o: array<T4>;
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;
 
 var<workgroup> KS: array<vec4f, 512>;  // [2][BC][16]
@@ -64,15 +64,15 @@ var<private> o30: vec4f; var<private> o31: vec4f; var<private> o32: vec4f; var<p
 // Vec4 c of head h of token `tok` of a [B, count, ·] buffer; zero past `count`.
 fn qAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
   let i = params.qOff + (b * params.N + min(tok, params.N - 1u)) * params.qStride + h * 16u + c;
-  return select(vec4f(0.0), q[i], tok < params.N);
+  return select(vec4f(0.0), vec4f(q[i]), tok < params.N);
 }
 fn kAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
   let i = params.kOff + (b * params.M + min(tok, params.M - 1u)) * params.kStride + h * 16u + c;
-  return select(vec4f(0.0), k[i], tok < params.M);
+  return select(vec4f(0.0), vec4f(k[i]), tok < params.M);
 }
 fn vAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
   let i = params.vOff + (b * params.M + min(tok, params.M - 1u)) * params.vStride + h * 16u + c;
-  return select(vec4f(0.0), v[i], tok < params.M);
+  return select(vec4f(0.0), vec4f(v[i]), tok < params.M);
 }
 
 // A K / V tile of BC = 16 keys from key t0: 4 + 4 vec4 units per invocation (unit u = tid + 64·i: key u / 16, vec4
@@ -155,10 +155,10 @@ fn max4(a: vec4f, b: vec4f, c: vec4f, d: vec4f) -> vec4f { return max(max(a, b),
 fn storeRow(b: u32, row: u32, h: u32, j: u32, inv: f32, x0: vec4f, x1: vec4f, x2: vec4f, x3: vec4f) {
   if (row >= params.N) { return; }
   let base = (b * params.N + row) * params.oStride + h * 16u + j;
-  o[base] = x0 * inv;
-  o[base + 4u] = x1 * inv;
-  o[base + 8u] = x2 * inv;
-  o[base + 12u] = x3 * inv;
+  o[base] = toT4(x0 * inv);
+  o[base + 4u] = toT4(x1 * inv);
+  o[base + 8u] = toT4(x2 * inv);
+  o[base + 12u] = toT4(x3 * inv);
 }
 
 @compute @workgroup_size(64)
@@ -254,11 +254,11 @@ fn forward_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
 //                slower on the H100 even at 1024² × 20 heads: 1.82 ms against 1.29 for the whole backward.)
 // dS = P ⊙ (dP − D); dK and dQ are scaled by `scale` at the end (scores are in the log2 domain).
 
-@group(0) @binding(6) var<storage, read> dout: array<vec4f>;
+@group(0) @binding(6) var<storage, read> dout: array<T4>;
 @group(0) @binding(7) var<storage, read_write> dvec: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dq: array<vec4f>;
-@group(0) @binding(9) var<storage, read_write> dk: array<vec4f>;
-@group(0) @binding(10) var<storage, read_write> dv: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> dq: array<T4>;
+@group(0) @binding(9) var<storage, read_write> dk: array<T4>;
+@group(0) @binding(10) var<storage, read_write> dv: array<T4>;
 
 const LOG2E: f32 = 1.4426950408889634;
 
@@ -279,7 +279,7 @@ var<private> hb0: vec4f; var<private> hb1: vec4f; var<private> hb2: vec4f; var<p
 
 fn doutAt(b: u32, tok: u32, h: u32, c: u32) -> vec4f {
   let i = (b * params.N + min(tok, params.N - 1u)) * params.oStride + h * 16u + c;
-  return select(vec4f(0.0), dout[i], tok < params.N);
+  return select(vec4f(0.0), vec4f(dout[i]), tok < params.N);
 }
 
 // (x·u, x·w partial over this invocation's slices for rows a and b): s for the X pair against one key/query (u), and
@@ -391,13 +391,13 @@ fn bwd_dkdv_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
   let s = params.scale;
   if (ka < params.M) {
     let base = (b * params.M + ka) * params.oStride + h * 16u + j;
-    dk[base] = ga0 * s; dk[base + 4u] = ga1 * s; dk[base + 8u] = ga2 * s; dk[base + 12u] = ga3 * s;
-    dv[base] = ha0; dv[base + 4u] = ha1; dv[base + 8u] = ha2; dv[base + 12u] = ha3;
+    dk[base] = toT4(ga0 * s); dk[base + 4u] = toT4(ga1 * s); dk[base + 8u] = toT4(ga2 * s); dk[base + 12u] = toT4(ga3 * s);
+    dv[base] = toT4(ha0); dv[base + 4u] = toT4(ha1); dv[base + 8u] = toT4(ha2); dv[base + 12u] = toT4(ha3);
   }
   if (ka + 1u < params.M) {
     let base = (b * params.M + ka + 1u) * params.oStride + h * 16u + j;
-    dk[base] = gb0 * s; dk[base + 4u] = gb1 * s; dk[base + 8u] = gb2 * s; dk[base + 12u] = gb3 * s;
-    dv[base] = hb0; dv[base + 4u] = hb1; dv[base + 8u] = hb2; dv[base + 12u] = hb3;
+    dk[base] = toT4(gb0 * s); dk[base + 4u] = toT4(gb1 * s); dk[base + 8u] = toT4(gb2 * s); dk[base + 12u] = toT4(gb3 * s);
+    dv[base] = toT4(hb0); dv[base + 4u] = toT4(hb1); dv[base + 8u] = toT4(hb2); dv[base + 12u] = toT4(hb3);
   }
 }
 
@@ -462,10 +462,10 @@ fn bwd_dq_sg(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
   let s = params.scale;
   if (qa < N) {
     let base = (b * N + qa) * params.oStride + h * 16u + j;
-    dq[base] = ga0 * s; dq[base + 4u] = ga1 * s; dq[base + 8u] = ga2 * s; dq[base + 12u] = ga3 * s;
+    dq[base] = toT4(ga0 * s); dq[base + 4u] = toT4(ga1 * s); dq[base + 8u] = toT4(ga2 * s); dq[base + 12u] = toT4(ga3 * s);
   }
   if (qa + 1u < N) {
     let base = (b * N + qa + 1u) * params.oStride + h * 16u + j;
-    dq[base] = gb0 * s; dq[base + 4u] = gb1 * s; dq[base + 8u] = gb2 * s; dq[base + 12u] = gb3 * s;
+    dq[base] = toT4(gb0 * s); dq[base + 4u] = toT4(gb1 * s); dq[base + 8u] = toT4(gb2 * s); dq[base + 12u] = toT4(gb3 * s);
   }
 }

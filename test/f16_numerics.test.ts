@@ -43,12 +43,12 @@ afterAll(() => gpu?.destroy());
 
 type Ctx = { skip(note?: string): never };
 /** A test that needs 'shader-f16'; skipped (by feature detection) where the device lacks it. */
-function f16it(name: string, fn: () => Promise<void>, timeout?: number): void {
+function f16it(name: string, fn: (ctx: Ctx) => Promise<void>, timeout?: number): void {
   it(
     name,
     async (ctx: Ctx) => {
       if (!gpu.hasF16) ctx.skip(`no shader-f16 on ${gpu.describe()}`);
-      await fn();
+      await fn(ctx);
     },
     timeout,
   );
@@ -463,7 +463,32 @@ describe('conv2d f16 (implicit GEMM, f32 tiles and accumulators)', () => {
   });
 });
 
-describe('attention f16 (the general flash kernel; f32 scores, softmax and accumulators)', () => {
+describe('attention f16 (f32 scores, softmax and accumulators)', () => {
+  for (const causal of [false, true]) {
+    f16it(`subgroup kernel (headDim 64, forced sg tiles): B 1, 2 heads, N 21, M ${causal ? 21 : 35}${causal ? ', causal' : ''}: forward and backward`, async (ctx) => {
+      if (!gpu.hasSubgroups) ctx.skip(`no subgroups on ${gpu.describe()}`);
+      const d = { B: 1, N: 21, M: causal ? 21 : 35, heads: 2, headDim: 64, causal };
+      const C = d.heads * d.headDim;
+      const qv = roundToF16(seeded(d.N * C, 95, -1, 1));
+      const kv = roundToF16(seeded(d.M * C, 96, -1, 1));
+      const vv = roundToF16(seeded(d.M * C, 97));
+      const dov = roundToF16(seeded(d.N * C, 98));
+      const [q, k, v, dO] = [f16(qv, [1, d.N, C], 'q'), f16(kv, [1, d.M, C], 'k'), f16(vv, [1, d.M, C], 'v'), f16(dov, [1, d.N, C], 'dO')];
+      const sgTiles = { tile: { br: 64, bc: 16, tm: 4, tx: 4, sg: true }, tileDq: { br: 32, bc: 16, tm: 2, tx: 4, sg: true }, tileDkdv: { br: 32, bc: 16, tm: 2, tx: 4, sg: true } };
+      const { o, lse } = attentionWithLse(q, k, v, { heads: d.heads, causal, tile: sgTiles.tile });
+      expect(o.dtype).toBe('f16');
+      const want = attentionRef(qv, kv, vv, d);
+      expectClose(await o.toArray(), want.o, f16NormTolerance(d.M + d.headDim, 1), 'o');
+      expectClose(await lse.toArray(), want.lse, { atol: 1e-5, rtol: 1e-5 }, 'lse (f32)');
+      const g = attentionBackward(q, k, v, o, lse, dO, { heads: d.heads, causal, tileDq: sgTiles.tileDq, tileDkdv: sgTiles.tileDkdv });
+      const wantG = attentionBackwardRef(qv, kv, vv, dov, d);
+      const s = 1 / Math.sqrt(d.headDim);
+      expectClose(await g.dq.toArray(), wantG.dq, f16Tolerance(d.M, 2 * d.headDim * s, 1), 'dq');
+      expectClose(await g.dk.toArray(), wantG.dk, f16Tolerance(d.N, 2 * d.headDim * s, 1), 'dk');
+      expectClose(await g.dv.toArray(), wantG.dv, f16Tolerance(d.N, 1), 'dv');
+    });
+  }
+
   for (const causal of [false, true]) {
     f16it(`B 1, 2 heads × 8, N 9, M ${causal ? 9 : 13}${causal ? ', causal' : ''}: forward and backward`, async () => {
       const d = { B: 1, N: 9, M: causal ? 9 : 13, heads: 2, headDim: 8, causal };

@@ -17,7 +17,7 @@
 // chooseAttentionTile); they can be forced per call for tuning. On CPU adapters (lavapipe) small tiles with rolled
 // loops are the default, because there compile time, not speed, is what the tile size costs (AttentionOptions.roll).
 import type { Gpu } from '../../runtime/device.js';
-import { DTypeError, LimitError, ShapeError } from '../../runtime/errors.js';
+import { LimitError, ShapeError } from '../../runtime/errors.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import type { DType } from '../dtype.js';
 import { commonDType, requireDType, requireSameGpu } from './checks.js';
@@ -226,9 +226,8 @@ export function attentionTileProblem(gpu: Gpu, entry: AttentionEntry, t: Attenti
 
 /** The first candidate (ATTENTION_TILES[entry], or ATTENTION_TILES_CPU on CPU adapters) that runs here at this headDim. */
 export function chooseAttentionTile(gpu: Gpu, entry: AttentionEntry, headDim: number, dtype: DType = 'f32'): AttentionTile {
-  let list = isCpuAdapter(gpu) ? ATTENTION_TILES_CPU : ATTENTION_TILES[entry];
-  // The subgroup kernel (attention_subgroup.wgsl) is f32 only: f16 runs the general kernel.
-  if (dtype === 'f16') list = list.filter((t) => !t.sg);
+  const list = isCpuAdapter(gpu) ? ATTENTION_TILES_CPU : ATTENTION_TILES[entry];
+  void dtype; // both kernels have f16 variants; the tile choice does not depend on the dtype (yet: no f16 measurements)
   for (const t of list) if (!attentionTileProblem(gpu, entry, t, headDim)) return t;
   const last = list[list.length - 1];
   throw new LimitError(
@@ -336,7 +335,6 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
 }
 
 function tileFor(gpu: Gpu, entry: AttentionEntry, g: Geometry, tile: AttentionTile | undefined): AttentionTile {
-  if (tile?.sg && g.dtype === 'f16') throw new DTypeError(`attention ${entry}: the subgroup tile is f32 only; f16 takes the general kernel's tiles`);
   return tile ?? chooseAttentionTile(gpu, entry, g.headDim, g.dtype);
 }
 

@@ -4,6 +4,7 @@
 // block and buffers as attention.wgsl (whose bwd_prep still computes D). src/kernels/attention.ts picks them
 // (AttentionTile `sg`) on devices with the `subgroups` feature.
 import type { Gpu } from '../../runtime/device.js';
+import type { DType } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { ATTENTION_BINDINGS, ATTENTION_UNIFORMS } from './attention_layout.js';
 import { Kernel } from './kernel.js';
@@ -21,9 +22,11 @@ export const SUBGROUP_SHARED_BYTES: Record<SubgroupEntry, number> = {
 const ENTRY: Record<SubgroupEntry, string> = { forward: 'forward_sg', bwd_dq: 'bwd_dq_sg', bwd_dkdv: 'bwd_dkdv_sg' };
 
 /** rows: the forward's rows per quad (QROWS, 4 or 2); the backward entries have 2. */
-export const attentionSubgroupKernel = new Kernel<{ readonly rows: number }>({
+export const attentionSubgroupKernel = new Kernel<{ readonly rows: number; readonly dtype: DType }>({
   name: 'attention_subgroup',
   entryPoints: ['forward_sg', 'bwd_dkdv_sg', 'bwd_dq_sg'],
+  // Q, K, V, O and their gradients f32 or f16; LSE, D, the shared tiles and all math f32.
+  dtypes: ['f32', 'f16'],
   bindings: ATTENTION_BINDINGS,
   uniforms: ATTENTION_UNIFORMS,
   constants: (v) => ({ QROWS: v.rows }),
@@ -59,7 +62,7 @@ export function runAttentionSubgroup(gpu: Gpu, entry: SubgroupEntry, a: Subgroup
   attentionSubgroupKernel.run(gpu, {
     entry: ENTRY[entry],
     // One pipeline per entry and row count (the backward entries do not read QROWS: it stays at its default).
-    variant: { rows: entry === 'forward' ? rows : 4 },
+    variant: { rows: entry === 'forward' ? rows : 4, dtype: a.buffers.q.dtype },
     params: a.params,
     buffers: a.buffers,
     workgroups: [Math.ceil(a.rows / (16 * rows)), a.heads, a.B],

@@ -197,7 +197,13 @@ export class Kernel<V extends Variant> {
 
   private withPrelude(variant: V | undefined): string {
     const pre = this.prelude(variant);
-    return pre ? `${pre}\n${this.source}` : this.source;
+    if (!pre) return this.source;
+    if (!this.spec.dtypes) return `${pre}\n${this.source}`;
+    // Directives must precede every declaration, the element alias included: the kernel's own `enable` lines move
+    // to the front of the prelude's first line, and stay as blank lines in place (line numbers are unchanged).
+    const directives: string[] = [];
+    const body = this.source.replace(/^enable [\w, ]+;[ \t]*$/gm, (d) => (directives.push(d.trim()), ''));
+    return directives.length ? `${directives.join(' ')} ${pre}\n${body}` : `${pre}\n${body}`;
   }
 
   private bindGroupLayout(gpu: Gpu, entry: string): GPUBindGroupLayout {
