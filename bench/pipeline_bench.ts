@@ -1,6 +1,7 @@
 // The core of bench/sdxl_pipeline.ts: prompt → PNG through TcdSdxlPipeline.generate (the code path of `tcd sample`)
 // with random weights, timed stage by stage over warm-up + timed runs. The CLI wrapper parses flags and prints; the
 // smoke test (test/sdxl_pipeline_bench.test.ts) calls runPipelineBench at tiny size.
+import type { DType } from '../src/dtype.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,6 +66,8 @@ export interface PipelineBenchOptions {
   guidanceScale?: number;
   /** Recording device (bench/dry_run_host.ts): no PyTorch ratios or targets. */
   dryRun?: boolean;
+  /** The UNet's storage type (default f32). */
+  dtype?: DType;
   /** Progress lines (init, each run). */
   onProgress?: (line: string) => void;
 }
@@ -153,7 +156,7 @@ export async function sdxlTokenizers(): Promise<[ClipTokenizer, ClipTokenizer]> 
 const sum = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0);
 
 /** One prompt → PNG run. */
-async function runOnce(pipe: TcdSdxlPipeline, o: Required<Omit<PipelineBenchOptions, 'onProgress' | 'tiny' | 'dryRun'>>): Promise<{ t: RunTimings; result: GenerateResult; png: Uint8Array }> {
+async function runOnce(pipe: TcdSdxlPipeline, o: Required<Omit<PipelineBenchOptions, 'onProgress' | 'tiny' | 'dryRun' | 'dtype'>>): Promise<{ t: RunTimings; result: GenerateResult; png: Uint8Array }> {
   const gpu = pipe.gpu;
   gpu.pool.resetPeak();
   // Stage ends come after a sync: the peak since the last boundary belongs to the stage that just ended.
@@ -239,6 +242,7 @@ export async function runPipelineBench(gpu: Gpu, opts: PipelineBenchOptions = {}
   const shown = new Map<RandomPart, number>();
   const { pipe, parts } = randomSdxlPipeline(gpu, configs, tokenizers, {
     seed: o.seed,
+    dtype: opts.dtype,
     onProgress: (part, done, total) => {
       // About every 10 % of a part, and its end.
       if (done === total || done - (shown.get(part) ?? 0) >= Math.ceil(total / 10)) {

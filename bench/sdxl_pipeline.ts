@@ -35,6 +35,7 @@ Options:
   --tiny             tiny SDXL-shaped models (golden tiny UNet, 16-wide encoders, 4-level VAE): seconds on lavapipe
   --out <file>       write the last run's image as PNG (atomically)
   --json <file>      write the results as JSON (atomically)
+  --dtype <f32|f16>  the UNet's weights and activations (default f32; text encoders and VAE f32)
   --dry-run          no GPU: the same code against a recording device with H100 limits (read-backs are zeros, times
                      are host-only): checks the full-size models fit together and reports the memory plan
   --help             this text
@@ -96,6 +97,12 @@ function parseArgs(argv: string[]): Options {
       case '--dry-run':
         o.dryRun = true;
         break;
+      case '--dtype': {
+        const v = next();
+        if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got ${v ?? 'nothing'}`);
+        o.dtype = v;
+        break;
+      }
       case '--help':
       case '-h':
         o.help = true;
@@ -171,10 +178,11 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const dry = o.dryRun ? dryRunHost() : undefined;
+  const dry = o.dryRun ? dryRunHost(o.dtype === 'f16' ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
   const gpu = await Gpu.create(dry ? { host: dry } : { disableToggles: BENCH_DISABLE_TOGGLES });
   try {
     progress(`adapter: ${gpu.describe()}`);
+    progress(`dtype: ${o.dtype ?? 'f32'} (UNet; text encoders and VAE f32)`);
     const r = await runPipelineBench(gpu, { ...o, onProgress: progress });
     console.log(report(r));
     if (dry) {

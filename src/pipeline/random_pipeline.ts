@@ -1,5 +1,6 @@
 // A TcdSdxlPipeline with random weights made on the GPU (src/nn/init.ts rules) from the four model configs: the real
 // architecture, no weight files. For benchmarks (bench/sdxl_pipeline.ts) and smoke tests; the images are noise.
+import type { DType } from '../dtype.js';
 import type { Gpu } from '../../runtime/device.js';
 import type { RandomInitSummary } from '../nn/init.js';
 import { ClipTextModel } from '../text/clip_text_model.js';
@@ -27,6 +28,8 @@ export interface RandomPipelineOptions {
   /** Weight seed (default 0); each part adds its own offset. */
   seed?: number;
   scheduler?: SchedulerName;
+  /** The UNet's storage type (default f32; the text encoders and the VAE stay f32). */
+  dtype?: DType;
   /** After each parameter tensor of each part. */
   onProgress?: (part: RandomPart, done: number, total: number) => void;
 }
@@ -47,7 +50,7 @@ export function randomSdxlPipeline(gpu: Gpu, configs: SdxlConfigs, tokenizers: [
     owned.push(te1);
     const te2 = new ClipTextModel(gpu, configs.textEncoder2, { withProjection: true });
     owned.push(te2);
-    const unet = new UNet2DConditionModel(gpu, configs.unet);
+    const unet = new UNet2DConditionModel(gpu, configs.unet, { dtype: opts.dtype });
     owned.push(unet);
     // The pipeline only decodes, as fromPretrained builds it.
     const vae = new AutoencoderKL(gpu, configs.vae, { parts: 'decoder' });
