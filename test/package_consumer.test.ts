@@ -1,9 +1,10 @@
 // The npm package as a new user meets it: `npm pack` (its prepack builds dist/ from the sources), the tarball installed
-// into an empty ESM project, then (1) the README's "Using a kernel directly" example run in Node on the test adapter,
-// its numbers checked against a float64 CPU product, plus the subpath entries; (2) a TypeScript consumer type-checked
-// against the shipped .d.ts (moduleResolution nodenext and bundler); (3) a browser bundle made with esbuild, which
-// must take the browser build and reach no node: module; (4) `npx tcd sample --help` (compiled bin, no tsx).
-// The examples come from README.md, so a README example that stops working fails here.
+// into an empty ESM project, then (1) the README's examples ("Using a kernel directly", "Sharing a device with an
+// engine") run unchanged in Node on the test adapter, their numbers checked against float64 CPU products, and the
+// subpath entries; (2) TypeScript consumers type-checked against the shipped .d.ts (moduleResolution nodenext and
+// bundler, skipLibCheck off); (3) the examples bundled for browsers with esbuild, which must take the browser build and
+// reach no node: module; (4) `npx tcd sample --help` (the compiled bin, no tsx). The examples are read from README.md,
+// so a README example that stops working fails here.
 //
 // Offline: the consumer gets a package-lock.json whose entries (resolved URL + integrity) are copied from this
 // repository's lock, so `npm ci` takes the runtime dependencies from the npm cache that the repository's `npm ci` filled
@@ -27,13 +28,13 @@ const TSC = join(root, 'node_modules/typescript/bin/tsc');
 /** The packed size the issue asks for (before any bundled model). */
 const MAX_PACKED_BYTES = 2 * 1024 * 1024;
 
-/** The ```ts block under a README heading. */
+/** The ```ts block under a README heading (`## …` or `### …`). */
 function readmeExample(heading: string): string {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const at = readme.indexOf(`\n## ${heading}\n`);
-  if (at < 0) throw new Error(`README.md has no section '## ${heading}'`);
+  const at = readme.indexOf(`\n${heading}\n`);
+  if (at < 0) throw new Error(`README.md has no section '${heading}'`);
   const m = /```ts\n([\s\S]*?)```/.exec(readme.slice(at));
-  if (!m) throw new Error(`README.md '## ${heading}' has no \`\`\`ts block`);
+  if (!m) throw new Error(`README.md '${heading}' has no \`\`\`ts block`);
   return m[1];
 }
 
@@ -96,7 +97,72 @@ let work: string;
 let app: string;
 let packed: { size: number; unpackedSize: number; entryCount: number; files: { path: string }[]; integrity: string; filename: string };
 let pkgJson: { dependencies: Record<string, string>; devDependencies: Record<string, string>; bin: Record<string, string>; version: string; license: string; files: string[] };
-const example = readmeExample('Using a kernel directly');
+/** The README examples this test runs, type-checks and bundles. */
+const EXAMPLES = {
+  kernel: readmeExample('## Using a kernel directly'),
+  engine: readmeExample('### Sharing a device with an engine'),
+};
+
+/**
+ * Runs a README example unchanged in the consumer project, recording the tensors it makes (Tensor.fromArray's data;
+ * Tensor.fromBuffer's engine buffer range, read back afterwards with plain WebGPU) and what it prints. `navigator`
+ * gives it a browser's globals from the `webgpu` package (navigator.gpu, GPUBufferUsage, ...), as an engine has them.
+ */
+async function runExample(name: keyof typeof EXAMPLES, navigator: boolean) {
+  const { code } = await transform(EXAMPLES[name], { loader: 'ts', format: 'esm', target: 'es2022' });
+  await writeFile(join(app, `example-${name}.mjs`), code);
+  await writeFile(
+    join(app, `run-${name}.mjs`),
+    `import { writeFileSync } from 'node:fs';
+import { Tensor } from 'tcd-webgpu';
+${navigator ? `import { create, globals } from 'webgpu';
+Object.assign(globalThis, globals);
+Object.defineProperty(globalThis, 'navigator', { value: { gpu: create([]) }, configurable: true });` : ''}
+const inputs = {};
+const external = [];
+const fromArray = Tensor.fromArray;
+Tensor.fromArray = function (gpu, data, shape, opts) {
+  inputs[opts?.label ?? 'tensor' + Object.keys(inputs).length] = { data: Array.from(data), shape: [...shape], adapter: gpu.describe() };
+  return fromArray.call(this, gpu, data, shape, opts);
+};
+const fromBuffer = Tensor.fromBuffer;
+Tensor.fromBuffer = function (gpu, buffer, shape, opts) {
+  const t = fromBuffer.call(this, gpu, buffer, shape, opts);
+  external.push({ name: opts?.label ?? 'external' + external.length, device: gpu.device, buffer, offset: t.byteOffset, bytes: t.bytes, shape: [...shape], adapter: gpu.describe() });
+  return t;
+};
+const printed = [];
+const log = console.log;
+console.log = (...args) => {
+  printed.push(args.map((a) => (ArrayBuffer.isView(a) ? { values: Array.from(a) } : String(a))));
+  log(...args.map((a) => (ArrayBuffer.isView(a) ? '<' + a.constructor.name + ' of ' + a.length + '>' : a)));
+};
+await import('./example-${name}.mjs');
+for (const e of external) {
+  const staging = e.device.createBuffer({ size: e.bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = e.device.createCommandEncoder();
+  enc.copyBufferToBuffer(e.buffer, e.offset, staging, 0, e.bytes);
+  e.device.queue.submit([enc.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  inputs[e.name] = { data: Array.from(new Float32Array(staging.getMappedRange())), shape: e.shape, adapter: e.adapter };
+}
+writeFileSync('result-${name}.json', JSON.stringify({ inputs, printed }));
+process.exit(0); // a navigator.gpu of dawn.node keeps Node alive
+`,
+  );
+  const t = performance.now();
+  const run = await sh(process.execPath, [`run-${name}.mjs`], app);
+  console.log(`  README example '${name}' (${((performance.now() - t) / 1000).toFixed(1)} s): ${run.stdout.trim().replace(/\n/g, ' | ')}`);
+  const r = JSON.parse(await readFile(join(app, `result-${name}.json`), 'utf8')) as {
+    inputs: Record<string, { data: number[]; shape: number[]; adapter: string }>;
+    printed: (string | { values: number[] })[][];
+  };
+  const want = process.env.TCD_EXPECT_ADAPTER;
+  for (const [k, v] of Object.entries(r.inputs))
+    if (want) expect(v.adapter, `${k}: adapter must match TCD_EXPECT_ADAPTER=${want}`).toMatch(new RegExp(want, 'i'));
+  const arrays = r.printed.map((p) => p[0]).filter((p): p is { values: number[] } => typeof p === 'object');
+  return { inputs: r.inputs, printed: arrays.map((a) => a.values) };
+}
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'tcd-package-'));
@@ -105,7 +171,7 @@ beforeAll(async () => {
   let t = performance.now();
   // `npm pack` runs prepack (scripts/prepack.mjs): embedded WGSL, tsc, the browser bundle.
   const { stdout } = await sh(NPM, ['pack', '--json', '--pack-destination', work], root, 420_000);
-  packed = (JSON.parse(stdout.slice(stdout.indexOf('[')))[0]);
+  packed = JSON.parse(stdout.slice(stdout.search(/^\[/m)))[0]; // after any prepack output
   const packMs = performance.now() - t;
   pkgJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { 'tcd-webgpu': `file:../${packed.filename}` } }, null, 2));
@@ -148,48 +214,23 @@ describe('npm package', () => {
     for (const name of bundled) expect(notices, `THIRD_PARTY_NOTICES.md must name ${name}`).toContain(`### ${name}`);
   });
 
-  it('(1) runs the README example in Node: silu(x·wᵀ) equals the float64 CPU product', async () => {
-    const { code } = await transform(example, { loader: 'ts', format: 'esm', target: 'es2022' });
-    await writeFile(join(app, 'example.mjs'), code);
-    // Records the example's inputs (Tensor.fromArray) and what it prints, then runs it unchanged.
-    await writeFile(
-      join(app, 'run-example.mjs'),
-      `import { writeFileSync } from 'node:fs';
-import { Tensor } from 'tcd-webgpu';
-const inputs = {};
-const fromArray = Tensor.fromArray;
-Tensor.fromArray = function (gpu, data, shape, opts) {
-  inputs[opts?.label ?? 'tensor' + Object.keys(inputs).length] = { data: Array.from(data), shape: [...shape] };
-  return fromArray.call(this, gpu, data, shape, opts);
-};
-const printed = [];
-const log = console.log;
-console.log = (...args) => {
-  printed.push(args.map((a) => (ArrayBuffer.isView(a) ? { values: Array.from(a) } : String(a))));
-  log(...args.map((a) => (ArrayBuffer.isView(a) ? '<' + a.constructor.name + ' of ' + a.length + '>' : a)));
-};
-await import('./example.mjs');
-writeFileSync('example-result.json', JSON.stringify({ inputs, printed }));
-`,
-    );
-    const t = performance.now();
-    const run = await sh(process.execPath, ['run-example.mjs'], app);
-    console.log(`  README example (${((performance.now() - t) / 1000).toFixed(1)} s): ${run.stdout.trim().replace(/\n/g, ' | ')}`);
-    const { inputs, printed } = JSON.parse(await readFile(join(app, 'example-result.json'), 'utf8')) as {
-      inputs: Record<string, { data: number[]; shape: number[] }>;
-      printed: (string | { values: number[] })[][];
-    };
-    const adapter = printed[0][0] as string;
-    const want = process.env.TCD_EXPECT_ADAPTER;
-    if (want) expect(adapter, `adapter must match TCD_EXPECT_ADAPTER=${want}`).toMatch(new RegExp(want, 'i'));
+  it('(1) runs the README kernel example in Node: silu(x·wᵀ) equals the float64 CPU product', async () => {
+    const { inputs, printed } = await runExample('kernel', false);
     const { x, w } = inputs;
     expect(x.shape).toEqual([64, 128]);
     expect(w.shape).toEqual([256, 128]);
-    const y = printed.map((p) => p[0]).find((p): p is { values: number[] } => typeof p === 'object');
-    expect(y, 'the example prints y').toBeDefined();
+    expect(printed.length, 'the example prints y').toBe(1);
     const ref = matmulRef(x.data, x.shape, w.data, w.shape, { transB: true });
-    const silu = Array.from(ref.y, (v) => unaryRef('silu', v));
-    expectClose(y!.values, silu, { atol: 1e-5, rtol: 1e-4 }, 'README example y');
+    expectClose(printed[0], Array.from(ref.y, (v) => unaryRef('silu', v)), { atol: 1e-5, rtol: 1e-4 }, 'README kernel example y');
+  });
+
+  it('(1) runs the README engine example in Node: x·x on the engine buffer, read back by the engine, equals the CPU product', async () => {
+    const { inputs, printed } = await runExample('engine', true);
+    const x = Object.values(inputs)[0];
+    expect(Object.keys(inputs).length, 'one engine buffer wrapped').toBe(1);
+    expect(x.shape).toEqual([4, 4]);
+    expect(printed.length, 'the example prints y').toBe(1);
+    expectClose(printed[0], matmulRef(x.data, x.shape, x.data, x.shape).y, { atol: 1e-5, rtol: 1e-5 }, 'README engine example y');
   });
 
   it('(1) the subpath entries share the top-level classes; tcd-webgpu/kernels exports every kernel wrapper', async () => {
@@ -219,7 +260,7 @@ console.log(JSON.stringify({ problems, kernels: Object.keys(kernels).length, aut
   });
 
   it('(2) type-checks a TypeScript consumer against the shipped .d.ts (nodenext and bundler)', async () => {
-    await writeFile(join(app, 'readme.ts'), example);
+    for (const [name, code] of Object.entries(EXAMPLES)) await writeFile(join(app, `readme-${name}.ts`), code);
     await writeFile(
       join(app, 'engine.ts'),
       `import { Gpu, Tensor, conv2d, ShapeError, autograd } from 'tcd-webgpu';
@@ -241,16 +282,21 @@ export async function run(device: GPUDevice, buffer: GPUBuffer): Promise<Float32
       ['nodenext', { module: 'NodeNext', moduleResolution: 'NodeNext' }],
       ['bundler', { module: 'ESNext', moduleResolution: 'Bundler' }],
     ] as const) {
-      await writeFile(join(app, `tsconfig.${name}.json`), JSON.stringify({ compilerOptions: { ...base, ...opts }, files: ['readme.ts', 'engine.ts'] }));
+      await writeFile(join(app, `tsconfig.${name}.json`), JSON.stringify({ compilerOptions: { ...base, ...opts }, files: ['readme-kernel.ts', 'readme-engine.ts', 'engine.ts'] }));
       await sh(process.execPath, [TSC, '-p', `tsconfig.${name}.json`], app);
     }
+    // The check has teeth: a wrong call fails against the same declarations.
+    await writeFile(join(app, 'wrong.ts'), `import { Tensor, matmul } from 'tcd-webgpu';\nexport const y = matmul(Tensor, { transB: 'yes' });\n`);
+    await writeFile(join(app, 'tsconfig.wrong.json'), JSON.stringify({ compilerOptions: { ...base, module: 'NodeNext', moduleResolution: 'NodeNext' }, files: ['wrong.ts'] }));
+    await expect(sh(process.execPath, [TSC, '-p', 'tsconfig.wrong.json'], app)).rejects.toThrow(/wrong\.ts\(2,\d+\): error TS2345/);
   });
 
-  it('(3) bundles the README example for browsers: the browser build, no node: module, no dawn.node', async () => {
-    await writeFile(join(app, 'browser.ts'), example + `\nexport * as kernels from 'tcd-webgpu/kernels';\nexport * as autograd from 'tcd-webgpu/autograd';\n`);
+  it('(3) bundles the README examples for browsers: the browser build, no node: module, no dawn.node', async () => {
+    for (const [name, code] of Object.entries(EXAMPLES)) await writeFile(join(app, `readme-${name}.ts`), code);
+    await writeFile(join(app, 'subpaths.ts'), `export * as kernels from 'tcd-webgpu/kernels';\nexport * as autograd from 'tcd-webgpu/autograd';\n`);
     const r = await build({
       absWorkingDir: app,
-      entryPoints: ['browser.ts'],
+      entryPoints: ['readme-kernel.ts', 'readme-engine.ts', 'subpaths.ts'],
       bundle: true,
       platform: 'browser',
       format: 'esm',
@@ -261,7 +307,7 @@ export async function run(device: GPUDevice, buffer: GPUBuffer): Promise<Float32
       logLevel: 'silent',
     });
     const inputs = Object.keys(r.metafile.inputs);
-    expect(inputs, 'took the browser build').toContain('node_modules/tcd-webgpu/dist/browser/index.js');
+    for (const entry of ['index', 'kernels', 'autograd']) expect(inputs, 'took the browser build').toContain(`node_modules/tcd-webgpu/dist/browser/${entry}.js`);
     expect(inputs.filter((i) => /tcd-webgpu\/dist\/(src|runtime)\/|node_modules\/webgpu\//.test(i)), 'Node build or dawn.node in the bundle').toEqual([]);
     for (const [file, out] of Object.entries(r.metafile.outputs)) {
       if (!file.endsWith('.js')) continue;

@@ -16,8 +16,9 @@ import { Tensor } from '../src/tensor.js';
 import { expectClose, seeded } from './helpers.js';
 
 // The engine's own flag constants (dawn.node does not make them global; Gpu.fromDevice must not need them to be).
-const USAGE = globals.GPUBufferUsage as unknown as Record<string, number>;
-const MAP_READ_MODE = (globals.GPUMapMode as unknown as Record<string, number>).READ;
+const FLAGS = globals as unknown as Record<'GPUBufferUsage' | 'GPUMapMode' | 'GPUShaderStage', Record<string, number>>;
+const USAGE = FLAGS.GPUBufferUsage;
+const MAP_READ_MODE = FLAGS.GPUMapMode.READ;
 const ENGINE_STORAGE = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
 
 let engineGpu: GPU | undefined;
@@ -78,7 +79,7 @@ describe('Gpu.fromDevice + Tensor.fromBuffer', () => {
     expect(device.onuncapturederror, 'the engine keeps its uncaptured-error handler').not.toBeNull();
     // Flags installed by fromDevice equal dawn's own.
     for (const name of ['GPUBufferUsage', 'GPUMapMode', 'GPUShaderStage'] as const)
-      expect({ ...(globalThis as unknown as Record<string, object>)[name] }).toEqual({ ...(globals as unknown as Record<string, object>)[name] });
+      expect({ ...(globalThis as unknown as Record<string, object>)[name] }).toEqual({ ...FLAGS[name] });
   });
 
   it('matmul on engine buffers (one at a byte offset) equals the CPU product; read back by the engine', async () => {
