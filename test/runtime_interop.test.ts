@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gpu } from '../runtime/device.js';
 import { attention } from '../src/kernels/attention.js';
 import { conv2d } from '../src/kernels/conv2d.js';
+import { Kernel } from '../src/kernels/kernel.js';
+import { LimitError } from '../runtime/errors.js';
 import { matmul } from '../src/kernels/matmul.js';
 import { attentionRef } from '../src/reference/attention.js';
 import { conv2dRef } from '../src/reference/conv2d.js';
@@ -159,6 +161,29 @@ describe('Gpu.fromDevice + Tensor.fromBuffer', () => {
     expect(() => Gpu.fromDevice(null as unknown as GPUDevice)).toThrow('Gpu.fromDevice: expected a GPUDevice, got null');
     t.release();
     for (const x of [b, uniform, noCopy]) x.destroy();
+  });
+
+  it('a kernel needing more storage buffers than the engine device allows names the limit', () => {
+    const max = gpu.limits.maxStorageBuffersPerShaderStage;
+    const n = max + 1;
+    const decl = Array.from({ length: n }, (_, i) => `@group(0) @binding(${i}) var<storage, read_write> b${i}: array<f32>;`).join('\n');
+    const body = Array.from({ length: n }, (_, i) => `b${i}[0] = 1.0;`).join(' ');
+    const wide = new Kernel<Record<string, never>>({
+      name: 'wide',
+      entryPoints: ['main'],
+      bindings: Array.from({ length: n }, (_, i) => ({ name: `b${i}`, kind: 'read_write' as const })),
+      source: `${decl}\n@compute @workgroup_size(1) fn main() { ${body} }\n`,
+    });
+    let err: unknown;
+    try {
+      wide.pipeline(gpu, 'main', {});
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LimitError);
+    expect((err as Error).message).toBe(
+      `kernel wide.main{} (request a higher limit when creating the device): maxStorageBuffersPerShaderStage would be ${n}, but this device allows at most ${max}`,
+    );
   });
 
   it('destroy() frees only our buffers: the engine device and its buffers keep working, no GPU error was raised', async () => {
