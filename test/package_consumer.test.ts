@@ -11,6 +11,7 @@
 // (`--prefer-offline`: the registry is asked only for what the cache lacks).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -198,8 +199,21 @@ describe('npm package', () => {
       expect(files, `tarball must hold ${f}`).toContain(f);
     const stray = files.filter((f) => /^(test|bench|scripts|web|kernels|bin)\/|^src\/|\.map$|(?<!\.d)\.ts$/.test(f));
     expect(stray, 'sources, tests, benches, maps in the tarball').toEqual([]);
-    // Runtime dependencies are what the library runs (and the WebGPU types its .d.ts use); build/test tools are dev.
-    expect(Object.keys(pkgJson.dependencies).sort()).toEqual(['@webgpu/types', 'cli-progress', 'pngjs', 'webgpu', 'wgsl_reflect']);
+  });
+
+  it('lists as runtime dependencies only what the shipped code imports (or its .d.ts reference)', async () => {
+    const dir = join(app, 'node_modules/tcd-webgpu/dist');
+    let shipped = '';
+    for (const f of await readdir(dir, { recursive: true }))
+      if (/\.(js|d\.ts)$/.test(f) && !f.startsWith('browser')) shipped += await readFile(join(dir, f), 'utf8');
+    const used = (name: string) =>
+      [`from '${name}`, `from "${name}`, `import('${name}`, `import("${name}`, `types="${name}"`].some((p) => shipped.includes(p));
+    expect(Object.keys(pkgJson.dependencies).filter((d) => !used(d)), 'runtime dependencies nothing shipped uses').toEqual([]);
+    // And the other way: every package the shipped JavaScript imports is a runtime dependency.
+    const imported = new Set<string>();
+    for (const m of shipped.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)['"]((?:@[\w.-]+\/)?[\w.-]+)[^'"]*['"]/g))
+      if (!m[1].startsWith('.') && !builtinModules.includes(m[1]) && !m[0].includes('node:')) imported.add(m[1]);
+    expect([...imported].filter((d) => !(d in pkgJson.dependencies)), 'imported but not a runtime dependency').toEqual([]);
     for (const dev of ['tsx', 'typescript', 'esbuild', 'vitest']) expect(pkgJson.devDependencies).toHaveProperty(dev);
   });
 
