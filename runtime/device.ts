@@ -119,7 +119,7 @@ export class Gpu {
     if (!device || typeof (device as { createBuffer?: unknown }).createBuffer !== 'function')
       throw new TypeError(`Gpu.fromDevice: expected a GPUDevice, got ${device === null ? 'null' : typeof device}`);
     for (const [name, flags] of Object.entries(WEBGPU_FLAGS)) (globalThis as Record<string, unknown>)[name] ??= flags;
-    const node = isNode();
+    const node = !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
     const host: GpuHost = {
       kind: node ? 'node' : 'browser',
       get gpu(): GPU {
