@@ -1,0 +1,7 @@
+// The golden suites, in the order they run (test/golden.test.ts). A new component: a module under test/golden/
+// exporting a GoldenSuite (test/golden/suite.ts), added here.
+import type { GoldenSuite } from './suite.js';
+import { tcdLoopSuite } from './tcd_loop.js';
+import { unetSuite } from './unet.js';
+
+export const GOLDEN_SUITES: GoldenSuite[] = [unetSuite, tcdLoopSuite];
