@@ -42,14 +42,20 @@ export function skipped(suite: string, what: string): void {
 /** A row per compared tensor: name and max|got − want| / max|want|. */
 export type ErrorRow = [name: string, error: number];
 
+/** `[golden <suite>] f32 <what>: N compared, worst <name> <error> (tolerance …)`: the line every comparison prints. */
+export function summaryLine(suite: string, what: string, rows: ErrorRow[], tolerance: string, unit = ''): void {
+  const worst = rows.reduce((a, b) => (!(b[1] <= a[1]) ? b : a), rows[0] ?? ['(none)', 0]);
+  const e = unit ? `${worst[1]} ${unit}` : worst[1].toExponential(2);
+  console.log(`[golden ${suite}] ${GOLDEN_DTYPE} ${what}: ${rows.length} compared, worst ${worst[0]} ${e} (tolerance ${tolerance})`);
+}
+
 /**
  * Prints the summary line of one comparison (suite, dtype, what, count, worst tensor and its error, tolerance) and
  * fails naming every tensor over the tolerance. `verbose` also prints every row.
  */
 export function reportRows(suite: string, what: string, rows: ErrorRow[], tol: number, verbose = true): void {
   if (verbose) for (const [k, e] of rows) console.log(`  ${k}: ${e.toExponential(2)}`);
-  const worst = rows.reduce((a, b) => (!(b[1] <= a[1]) ? b : a), ['', 0] as ErrorRow);
-  console.log(`[golden ${suite}] ${GOLDEN_DTYPE} ${what}: ${rows.length} compared, worst ${worst[0]} ${worst[1].toExponential(2)} (tolerance ${tol})`);
+  summaryLine(suite, what, rows, String(tol));
   expect(rows.length, `${what}: tensors compared`).toBeGreaterThan(0);
   const bad = rows.filter(([, e]) => !(e <= tol));
   expect(bad.map(([n, e]) => `${n}: ${e.toExponential(2)}`), `${suite} ${what}: over ${tol} (max|got−want| / max|want|)`).toEqual([]);
