@@ -41,7 +41,7 @@ function loopDir(root: string): string | undefined {
 
 export const tcdLoopSuite: GoldenSuite = {
   name: NAME,
-  lookedFor: ['tcd_loop.json + tcd_loop.safetensors (or tcd_loop/ holding them), with tiny_unet/ beside'],
+  lookedFor: ['tcd_loop.json + tcd_loop.safetensors (or tcd_loop/ holding them), with the tiny_unet/ it was made with beside'],
   present: (root) => loopDir(root) !== undefined,
   define(root) {
     defineLoop(root, loopDir(root)!);
@@ -57,7 +57,10 @@ function schedulerConfig(root: string, dir: string): Record<string, unknown> | u
 }
 
 function defineLoop(root: string, dir: string): void {
-  const unetDir = joinPath(root, 'tiny_unet');
+  // tiny_unet/ in the root; for a root that is a tcd_loop/ folder itself (TCD_GOLDEN=test/fixtures/tcd_loop), the one
+  // beside it.
+  const beside = /\/tcd_loop\/?$/.test(root) && !isUNetFolder(joinPath(root, 'tiny_unet'));
+  const unetDir = beside ? joinPath(root, '../tiny_unet') : joinPath(root, 'tiny_unet');
   const meta = readJson<LoopMeta>(dir, 'tcd_loop.json')!;
   let gpu: Gpu;
   let loop: GoldenFile;
