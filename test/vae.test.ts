@@ -16,7 +16,7 @@ import { roundHalfEven } from '../src/schedulers/numeric.js';
 import { bytesToImage, imageToBytes, toByte } from '../src/vae/image.js';
 import { decodeTileGeometry, encodeTileGeometry } from '../src/vae/tiling.js';
 import { type GoldenFile, openGolden, readJson, relMaxErr } from './golden_io.js';
-import { seeded, testGpu } from './helpers.js';
+import { testGpu } from './helpers.js';
 
 const DIR = resolve('test/fixtures/tiny_vae');
 

@@ -17,10 +17,13 @@ export function goldenDir(fallback: string): string {
   return new URL(dir.replace(/\/?$/, '/'), location.origin + '/').pathname.replace(/\/$/, '');
 }
 
-/** Whether dir/file exists on the test server (a synchronous HEAD, as the Node version is synchronous). */
+/**
+ * Whether dir/file exists on the test server (synchronous, as the Node version is): a HEAD for a file, the server's
+ * folder listing (`<dir>/?list`) for the folder itself.
+ */
 export function goldenExists(dir: string, file = ''): boolean {
   const xhr = new XMLHttpRequest();
-  xhr.open('HEAD', file ? `${dir}/${file}` : `${dir}/`, false);
+  xhr.open(file ? 'HEAD' : 'GET', file ? `${dir}/${file}` : `${dir}/?list`, false);
   xhr.send();
   return xhr.status === 200;
 }
