@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { bytesSource } from '../src/io/byte_source.js';
 import { readHeader } from '../src/io/safetensors.js';
 import { GOLDEN_SUITES } from './golden/index.js';
+import { alphaTable, tcdVectorsSuite } from './golden/tcd_vectors.js';
 import { selectGolden } from './golden/root.js';
 import { documentedLoraScale } from './golden_io.js';
 
@@ -41,10 +42,11 @@ function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
 const select = (dir: string | undefined, suites?: string) => withEnv({ TCD_GOLDEN: dir, TCD_GOLDEN_SUITES: suites }, () => selectGolden(GOLDEN_SUITES));
 
 describe('golden root', () => {
-  it('default: test/fixtures, every suite present', () => {
+  it('default: test/fixtures, every suite present but tcd_vectors (no copy of it in the fixtures)', () => {
     const sel = select(undefined);
     expect(sel.root).toBe(FIXTURES);
-    expect(sel.run.map((s) => s.name)).toEqual(GOLDEN_SUITES.map((s) => s.name));
+    expect(sel.run.map((s) => s.name)).toEqual(GOLDEN_SUITES.map((s) => s.name).filter((n) => n !== 'tcd_vectors'));
+    expect(sel.absent.map((s) => s.name)).toEqual(['tcd_vectors']);
   });
 
   it('a folder with no component fails, naming the folder and every file looked for', () => {
@@ -87,6 +89,26 @@ describe('golden root', () => {
     expect(sel.run.map((s) => s.name)).toEqual(['tcd_loop', 'scheduler']);
   });
 });
+
+describe('tcd_vectors: the ᾱ table file', () => {
+  it('a list, or an object holding exactly one numeric list; anything else names what it found', () => {
+    expect(alphaTable([0.9, 0.8], 'f')).toEqual([0.9, 0.8]);
+    expect(alphaTable({ note: 'x', alphas_cumprod: [0.9, 0.8] }, 'f')).toEqual([0.9, 0.8]);
+    expect(() => alphaTable({ a: [1, 2], b: [3, 4] }, 'f.json')).toThrow(/f\.json: .* found 2 numeric lists among keys a, b/);
+    expect(() => alphaTable([1, 'x'], 'f.json')).toThrow(/f\.json: .* a list that is not all finite numbers/);
+  });
+});
+
+// The tcd_vectors suite itself, on a folder holding diffusers' float32 table (the fixtures' copy of scheduler.json's
+// alphas_cumprod_float32, which tcd.md §1.2 says tcd_alphas_cumprod_f32.json holds) in the object form.
+{
+  const root = join(work, 'vectors');
+  mkdirSync(join(root, 'tcd_vectors'), { recursive: true });
+  const table = JSON.parse(readFileSync(join(FIXTURES, 'tcd_scheduler.json'), 'utf8')).alphas_cumprod_float32 as number[];
+  writeFileSync(join(root, 'tcd_vectors', 'tcd_alphas_cumprod_f32.json'), JSON.stringify({ alphas_cumprod: table }));
+  expect(tcdVectorsSuite.present(root)).toBe(true);
+  tcdVectorsSuite.define(root);
+}
 
 describe('LoRA scale', () => {
   it("lora_config.json's scale is the multiplier itself; lora_alpha / r only when it is absent", () => {

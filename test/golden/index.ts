@@ -4,8 +4,9 @@ import { clipSuite } from './clip.js';
 import { schedulerSuite } from './scheduler.js';
 import type { GoldenSuite } from './suite.js';
 import { tcdLoopSuite } from './tcd_loop.js';
+import { tcdVectorsSuite } from './tcd_vectors.js';
 import { tokenizerSuite } from './tokenizer.js';
 import { unetSuite } from './unet.js';
 import { vaeSuite } from './vae.js';
 
-export const GOLDEN_SUITES: GoldenSuite[] = [unetSuite, tcdLoopSuite, schedulerSuite, vaeSuite, clipSuite, tokenizerSuite];
+export const GOLDEN_SUITES: GoldenSuite[] = [unetSuite, tcdLoopSuite, schedulerSuite, tcdVectorsSuite, vaeSuite, clipSuite, tokenizerSuite];

@@ -24,7 +24,7 @@ import {
 import { Tensor } from '../../src/tensor.js';
 import { goldenExists, joinPath, readJson } from '../golden_io.js';
 import { expectClose, maxAbs, maxUlps } from '../helpers.js';
-import { type ErrorRow, type GoldenSuite, goldenGpu, summaryLine } from './suite.js';
+import { type ErrorRow, type GoldenSuite, goldenGpu, maxUlpsRows, summaryLine } from './suite.js';
 
 const NAME = 'scheduler';
 const f = Math.fround;
@@ -259,8 +259,7 @@ function defineScheduler(g: SchedulerGolden): void {
     it(`float32 ᾱ: all ${g.alphas.length} entries are diffusers' bit for bit`, () => {
       const a = new TCDScheduler({ ...cfg, precision: 'float32' }).alphasCumprod;
       expect(a.length, 'table length').toBe(g.alphas.length);
-      const rows: ErrorRow[] = [];
-      for (let t = 0; t < a.length; t++) rows.push([`ᾱ[${t}]`, maxUlps([a[t]], [g.alphas[t]])]);
+      const rows = maxUlpsRows(a, g.alphas, (t) => `ᾱ[${t}]`);
       summaryLine(NAME, 'float32 ᾱ table', rows, '0 ulp', 'ulp');
       expect(rows.filter(([, u]) => u !== 0).map(([n]) => n), 'entries differing from torch').toEqual([]);
     });

@@ -2,7 +2,7 @@
 // share: the GPU of the run, the summary line each prints, and how a missing part is reported.
 import { expect } from 'vitest';
 import type { Gpu } from '../../runtime/device.js';
-import { testGpu } from '../helpers.js';
+import { maxUlps, testGpu } from '../helpers.js';
 
 export interface GoldenSuite {
   /** Component name as printed and as looked for, e.g. 'tiny_unet', 'tcd_loop', 'tcd_train_step'. */
@@ -60,4 +60,9 @@ export function reportRows(suite: string, what: string, rows: ErrorRow[], tol: n
   // Every tensor over the tolerance is named in the message itself (an assertion's printed array is abbreviated).
   const bad = rows.filter(([, e]) => !(e <= tol)).map(([n, e]) => `${n}: ${e.toExponential(2)}`);
   expect(bad, `${suite} ${what}: ${bad.length} over ${tol} (max|got−want| / max|want|): ${bad.join(', ')}`).toEqual([]);
+}
+
+/** One row per element: its name and its float32 ulp distance (got vs want rounded to float32). */
+export function maxUlpsRows(got: ArrayLike<number>, want: ArrayLike<number>, name: (i: number) => string): ErrorRow[] {
+  return Array.from({ length: want.length }, (_, i) => [name(i), maxUlps([got[i]], [want[i]])] as ErrorRow);
 }
