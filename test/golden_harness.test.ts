@@ -42,11 +42,11 @@ function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
 const select = (dir: string | undefined, suites?: string) => withEnv({ TCD_GOLDEN: dir, TCD_GOLDEN_SUITES: suites }, () => selectGolden(GOLDEN_SUITES));
 
 describe('golden root', () => {
-  it('default: test/fixtures, every suite present but tcd_vectors (no copy of it in the fixtures)', () => {
+  it('default: test/fixtures, every suite present', () => {
     const sel = select(undefined);
     expect(sel.root).toBe(FIXTURES);
-    expect(sel.run.map((s) => s.name)).toEqual(GOLDEN_SUITES.map((s) => s.name).filter((n) => n !== 'tcd_vectors'));
-    expect(sel.absent.map((s) => s.name)).toEqual(['tcd_vectors']);
+    expect(sel.run.map((s) => s.name)).toEqual(GOLDEN_SUITES.map((s) => s.name));
+    expect(sel.absent).toEqual([]);
   });
 
   it('a folder with no component fails, naming the folder and every file looked for', () => {
@@ -99,12 +99,12 @@ describe('tcd_vectors: the ᾱ table file', () => {
   });
 });
 
-// The tcd_vectors suite itself, on a folder holding diffusers' float32 table (the fixtures' copy of scheduler.json's
-// alphas_cumprod_float32, which tcd.md §1.2 says tcd_alphas_cumprod_f32.json holds) in the object form.
+// The tcd_vectors suite on the table in the object form (test/fixtures/tcd_vectors holds the list form; the golden
+// run compares that one).
 {
   const root = join(work, 'vectors');
   mkdirSync(join(root, 'tcd_vectors'), { recursive: true });
-  const table = JSON.parse(readFileSync(join(FIXTURES, 'tcd_scheduler.json'), 'utf8')).alphas_cumprod_float32 as number[];
+  const table = JSON.parse(readFileSync(join(FIXTURES, 'tcd_vectors', 'tcd_alphas_cumprod_f32.json'), 'utf8')) as number[];
   writeFileSync(join(root, 'tcd_vectors', 'tcd_alphas_cumprod_f32.json'), JSON.stringify({ alphas_cumprod: table }));
   expect(tcdVectorsSuite.present(root)).toBe(true);
   tcdVectorsSuite.define(root);

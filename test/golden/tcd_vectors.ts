@@ -3,6 +3,7 @@
 // schedulers' float32 table (noise schedule from the root's scheduler.json base_config when present, else SDXL's).
 // tcd_test_vectors.json is not compared here: no copy of it was available to write its reader against (the spec's
 // values are in test/fixtures/scheduler/spec_vectors.json and test/schedulers.test.ts); the run says so by name.
+// test/fixtures/tcd_vectors holds the table only (see its SOURCE.txt).
 import { describe, expect, it } from 'vitest';
 import { TCDScheduler, fromDiffusersConfig } from '../../src/schedulers/index.js';
 import { goldenExists, joinPath, readJson } from '../golden_io.js';
