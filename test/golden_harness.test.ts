@@ -87,6 +87,7 @@ describe('golden root', () => {
   it('TCD_GOLDEN_SUITES limits the run; the others are listed as absent', () => {
     const sel = select(FIXTURES, 'tcd_loop, scheduler');
     expect(sel.run.map((s) => s.name)).toEqual(['tcd_loop', 'scheduler']);
+    expect(select(FIXTURES, '').run.length, 'an empty TCD_GOLDEN_SUITES selects every suite').toBe(GOLDEN_SUITES.length);
   });
 });
 

@@ -24,7 +24,7 @@ export function selectGolden(all: GoldenSuite[], fallback = 'test/fixtures'): Go
   const only = env().TCD_GOLDEN_SUITES?.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = (only ?? []).filter((n) => !all.some((s) => s.name === n));
   if (unknown.length) throw new Error(`TCD_GOLDEN_SUITES: unknown suite ${unknown.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);
-  const suites = only ? all.filter((s) => only.includes(s.name)) : all;
+  const suites = only?.length ? all.filter((s) => only.includes(s.name)) : all;
 
   let root = given;
   let run = suites.filter((s) => s.present(given));
