@@ -23,7 +23,9 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BROWSER_TEST_FILES = [
   'elementwise', 'reduce', 'softmax', 'matmul', 'lora_matmul', 'conv2d', 'group_norm', 'layer_norm', 'attention',
   'geglu', 'resample', 'timestep_embedding', 'tcd_step', 'adamw', 'autograd', 'nn_ops', 'runtime', 'safetensors',
-  'unet_weights', 'unet_shapes', 'unet_golden',
+  'unet_weights', 'unet_shapes',
+  // The golden suites' entry; test/browser/run.mjs limits it to tiny_unet (TCD_GOLDEN_SUITES) over test/fixtures.
+  'golden',
   // Browser-specific regressions (test/browser/*.test.ts; vitest runs them in Node too).
   'browser/activation_range',
 ];
@@ -33,7 +35,7 @@ const NODE_ONLY_HINT = 'not available in browsers: use blobSource (a File/Blob) 
 // Names a stub exports per module (static imports need them to exist; dynamic imports destructure them).
 const STUB_EXPORTS = {
   fs: ['existsSync', 'readFileSync', 'writeFileSync', 'mkdtempSync', 'mkdirSync', 'readdirSync', 'statSync', 'renameSync',
-    'unlinkSync', 'rmSync', 'openSync', 'closeSync', 'readSync', 'writeSync', 'createReadStream', 'createWriteStream'],
+    'unlinkSync', 'rmSync', 'openSync', 'closeSync', 'readSync', 'writeSync', 'createReadStream', 'createWriteStream', 'symlinkSync'],
   'fs/promises': ['open', 'stat', 'readdir', 'readFile', 'writeFile', 'rename', 'unlink', 'mkdir', 'rm', 'mkdtemp'],
   path: ['join', 'resolve', 'dirname', 'basename', 'extname', 'relative', 'isAbsolute', 'normalize'],
   os: ['tmpdir', 'homedir', 'platform', 'cpus'],
