@@ -1,0 +1,96 @@
+// Image files → 8-bit RGB: PNG through pngjs (src/pipeline/png.ts: any colour type and bit depth, 16-bit rescaled to 8)
+// and JPEG (baseline and progressive, including greyscale / CMYK) through jpeg-js. The format is sniffed from the bytes,
+// not the extension. Transparency is composited over a background colour (white unless told otherwise).
+// Note: PIL's image.convert("RGB"), which diffusers' training scripts use, drops alpha instead; pass
+// `background: null` for that behaviour.
+import jpeg from 'jpeg-js';
+import { decodePng } from '../../pipeline/png.js';
+import type { RgbImage } from '../../vae/image.js';
+
+export class ImageDecodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageDecodeError';
+  }
+}
+
+export type ImageFormat = 'png' | 'jpeg';
+
+export interface DecodeImageOptions {
+  /** Colour under transparent pixels, [r, g, b] bytes (default white); null drops alpha as PIL's convert("RGB"). */
+  background?: readonly [number, number, number] | null;
+  /** Largest image accepted, megapixels (default 100: a corrupt header cannot ask for gigabytes). */
+  maxMegapixels?: number;
+}
+
+const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/** The format of an image file's bytes, or undefined when it is neither PNG nor JPEG. */
+export function sniffImageFormat(bytes: Uint8Array): ImageFormat | undefined {
+  if (bytes.length >= 8 && PNG_MAGIC.every((b, i) => bytes[i] === b)) return 'png';
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  return undefined;
+}
+
+/**
+ * Decodes PNG or JPEG bytes to interleaved RGBA (4 channels) as stored; `name` is used in errors. Use toRgb (or
+ * decodeImage) for the 3-channel image the VAE takes.
+ */
+export function decodeImageRgba(bytes: Uint8Array, name: string, opts: Pick<DecodeImageOptions, 'maxMegapixels'> = {}): RgbImage {
+  const format = sniffImageFormat(bytes);
+  const maxMp = opts.maxMegapixels ?? 100;
+  if (!format) {
+    const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
+    throw new ImageDecodeError(`${name}: not a PNG or JPEG file (first bytes ${head || '(empty file)'}; expected 89 50 4e 47 … or ff d8 ff)`);
+  }
+  let img: RgbImage;
+  try {
+    if (format === 'png') img = decodePng(bytes);
+    else {
+      const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: maxMp, maxMemoryUsageInMB: Math.max(512, maxMp * 16) });
+      img = { data: j.data, width: j.width, height: j.height, channels: 4 };
+    }
+  } catch (e) {
+    throw new ImageDecodeError(`${name}: corrupt or unsupported ${format.toUpperCase()} (${(e as Error).message})`);
+  }
+  if (!(img.width > 0 && img.height > 0) || img.data.length !== img.width * img.height * 4)
+    throw new ImageDecodeError(`${name}: ${format.toUpperCase()} decoded to ${img.width}×${img.height} with ${img.data.length} bytes; expected width·height·4`);
+  if (img.width * img.height > maxMp * 1e6) throw new ImageDecodeError(`${name}: ${img.width}×${img.height} is larger than the ${maxMp}-megapixel limit`);
+  return img;
+}
+
+/**
+ * RGBA (or RGB) → RGB. Each channel becomes round((c·a + bg·(255 − a)) / 255) in exact integer arithmetic; a null
+ * background drops alpha.
+ */
+export function toRgb(img: RgbImage, background: readonly [number, number, number] | null = [255, 255, 255]): RgbImage {
+  const { width, height, channels, data } = img;
+  if (channels === 3) return img;
+  if (channels !== 4) throw new ImageDecodeError(`toRgb: ${channels} channels; expected 3 (RGB) or 4 (RGBA)`);
+  if (background && !background.every((v) => Number.isInteger(v) && v >= 0 && v <= 255))
+    throw new ImageDecodeError(`toRgb: background ${JSON.stringify(background)} must be three integers in [0, 255]`);
+  const out = new Uint8Array(width * height * 3);
+  for (let p = 0; p < width * height; p++) {
+    const a = data[4 * p + 3];
+    for (let c = 0; c < 3; c++) {
+      const v = data[4 * p + c];
+      // (x + 127) / 255 rounded down = x / 255 rounded half up, for x = c·a + bg·(255 − a) in [0, 65025].
+      out[3 * p + c] = background ? Math.floor((v * a + background[c] * (255 - a) + 127) / 255) : v;
+    }
+  }
+  return { data: out, width, height, channels: 3 };
+}
+
+/** Bytes → RGB with alpha composited (see DecodeImageOptions). */
+export function decodeImage(bytes: Uint8Array, name: string, opts: DecodeImageOptions = {}): RgbImage {
+  return toRgb(decodeImageRgba(bytes, name, opts), opts.background === undefined ? [255, 255, 255] : opts.background);
+}
+
+/** Node: reads and decodes an image file. */
+export async function readImageFile(path: string, opts: DecodeImageOptions = {}): Promise<RgbImage> {
+  const { readFile } = await import('node:fs/promises');
+  const bytes = await readFile(path).catch((e: NodeJS.ErrnoException) => {
+    throw new ImageDecodeError(e.code === 'ENOENT' ? `${path}: no such file` : `${path}: ${e.message}`);
+  });
+  return decodeImage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path, opts);
+}
