@@ -15,3 +15,27 @@ export {
   type PreparedImage,
   type TransformOptions,
 } from './transforms.js';
+export {
+  CACHE_FORMAT,
+  CACHE_TENSORS,
+  CacheMismatchError,
+  LatentCache,
+  LatentCacheError,
+  readCacheIndex,
+  type CacheConfig,
+  type CacheExpectation,
+  type CacheIndex,
+  type CachedBatch,
+  type CachedExample,
+  type CachedExampleInfo,
+} from './latent_cache.js';
+export {
+  latentNoise,
+  loadPrecomputeModels,
+  modelFingerprint,
+  precomputeDataset,
+  type PrecomputeModels,
+  type PrecomputeOptions,
+  type PrecomputeProgress,
+  type PrecomputeResult,
+} from './precompute.js';
