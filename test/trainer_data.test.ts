@@ -21,6 +21,7 @@ import {
   readImageFile,
   resizeShorterSide,
   resizedSize,
+  shuffledIndices,
 } from '../src/trainer/data/index.js';
 import type { RgbImage } from '../src/vae/image.js';
 import { seeded } from './helpers.js';
@@ -330,5 +331,20 @@ describe('training transform', () => {
     for (let i = 0; i < 500; i++) hits.add(nextInt(a, -2, 3));
     expect([...hits].sort()).toEqual([-1, -2, 0, 1, 2, 3].sort());
     expect(() => new SeededRng(-1)).toThrow(RangeError);
+  });
+
+  it('shuffledIndices: a permutation, reproducible from the seed, every order of 3 about equally often', () => {
+    const p = shuffledIndices(50, new SeededRng(3));
+    expect([...p].sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(shuffledIndices(50, new SeededRng(3))).toEqual(p);
+    const rng = new SeededRng(9);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 6000; i++) {
+      const k = shuffledIndices(3, rng).join('');
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    expect(counts.size).toBe(6);
+    // 1000 expected each; 5 sigma of a binomial(6000, 1/6) is ±144.
+    for (const c of counts.values()) expect(Math.abs(c - 1000)).toBeLessThan(145);
   });
 });

@@ -222,6 +222,30 @@ export class LatentCache {
     };
   }
 
+  /**
+   * Example i in the trainer's TrainingExample shape (src/trainer/examples.ts, matched structurally): latents with
+   * latentShape [C, h, w], promptEmbeds with promptShape [tokens, dim], pooled, timeIds.
+   */
+  async example(i: number): Promise<{
+    latents: Float32Array;
+    latentShape: readonly [number, number, number];
+    promptEmbeds: Float32Array;
+    promptShape: readonly [number, number];
+    pooled: Float32Array;
+    timeIds: readonly number[];
+  }> {
+    const e = await this.get(i);
+    const s = this.shapes;
+    return {
+      latents: e.latents,
+      latentShape: [s.latents[0], s.latents[1], s.latents[2]],
+      promptEmbeds: e.promptEmbeds,
+      promptShape: [s.promptEmbeds[0], s.promptEmbeds[1]],
+      pooled: e.pooledPromptEmbeds,
+      timeIds: Array.from(e.timeIds),
+    };
+  }
+
   /** Examples `indices` stacked along a new first axis. */
   async batch(indices: readonly number[]): Promise<CachedBatch> {
     const s = this.shapes;

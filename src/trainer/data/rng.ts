@@ -59,3 +59,13 @@ export function deriveSeed(seed: number, index: number): number {
   x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
   return (x ^ (x >>> 16)) >>> 0;
 }
+
+/** 0..n−1 in a random order (Fisher–Yates, each position drawn with nextInt). */
+export function shuffledIndices(n: number, rng: Rng): number[] {
+  const out = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = nextInt(rng, 0, i);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
