@@ -1,8 +1,9 @@
 // Trainer data, host side: listing captioned image folders (and every error), PNG / JPEG decoding, the SDXL training
 // transform (PIL-style bilinear resize against a float64 plain-loop reference, crop / flip bookkeeping) and the Rng.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import jpeg from 'jpeg-js';
 import pngjs from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,7 @@ import {
   listCaptionedImages,
   nextFloat,
   nextInt,
+  parseJpegFrame,
   prepareImage,
   readImageFile,
   resizeShorterSide,
@@ -27,6 +29,7 @@ import type { RgbImage } from '../src/vae/image.js';
 import { seeded } from './helpers.js';
 
 const { PNG } = pngjs;
+const FIXTURES = fileURLToPath(new URL('./fixtures/trainer_data/', import.meta.url));
 
 let root: string;
 beforeAll(async () => {
@@ -182,6 +185,32 @@ describe('image decoding', () => {
     expect(sum / (W * H * 3)).toBeLessThan(1.5);
   });
 
+  it('JPEG: jpeg-js decodes Pillow-written files (4:2:0, 4:4:4, progressive, greyscale) close to Pillow\'s libjpeg', async () => {
+    const cases = JSON.parse(await readFile(join(FIXTURES, 'cases.json'), 'utf8')) as { jpeg: { jpg: string; pil: string }[] };
+    for (const c of cases.jpeg) {
+      const got = await readImageFile(join(FIXTURES, c.jpg));
+      const want = await readImageFile(join(FIXTURES, c.pil));
+      expect([got.width, got.height, got.channels]).toEqual([want.width, want.height, 3]);
+      let maxErr = 0, sum = 0;
+      for (let i = 0; i < want.data.length; i++) {
+        const e = Math.abs(got.data[i] - want.data[i]);
+        maxErr = Math.max(maxErr, e);
+        sum += e;
+      }
+      console.log(`[jpeg ${c.jpg}] vs Pillow: max abs ${maxErr}, mean ${(sum / want.data.length).toFixed(3)}`);
+      // Upsampling and colour conversion follow libjpeg; the IDCTs differ (jpeg-js: Loeffler, libjpeg: islow).
+      // With jpeg-js's own repeat-and-truncate path 4:2:0 was max 11, mean 2.26.
+      expect(maxErr, c.jpg).toBeLessThanOrEqual(3);
+      expect(sum / want.data.length, c.jpg).toBeLessThan(0.25);
+    }
+  });
+
+  it('parseJpegFrame reads the sampling factors', async () => {
+    const f = parseJpegFrame(new Uint8Array(await readFile(join(FIXTURES, 'jpeg_q90_420.jpg'))));
+    expect(f).toEqual({ width: 48, height: 40, components: [{ id: 1, h: 2, v: 2 }, { id: 2, h: 1, v: 1 }, { id: 3, h: 1, v: 1 }], adobeTransform: undefined });
+    expect(parseJpegFrame(new Uint8Array(await readFile(join(FIXTURES, 'jpeg_grey_q90.jpg'))))?.components).toEqual([{ id: 1, h: 1, v: 1 }]);
+  });
+
   it('corrupt, truncated, unknown and missing files: errors naming the file', async () => {
     expect(() => decodeImage(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]), 'd/x.png')).toThrow(ImageDecodeError);
     expect(() => decodeImage(new Uint8Array([1, 2, 3]), 'd/x.png')).toThrow('d/x.png: not a PNG or JPEG file (first bytes 01 02 03; expected 89 50 4e 47 … or ff d8 ff)');
@@ -259,6 +288,19 @@ describe('training transform', () => {
       console.log(`[resize ${w}×${h} → ${ow}×${oh}] max abs err vs float64 ${maxErr.toFixed(3)} levels`);
       expect(maxErr).toBeLessThanOrEqual(1);
       if (w === h && w === res) expect(Array.from(got.data)).toEqual(Array.from(img.data));
+    }
+  });
+
+  it('bilinear resize equals Pillow\'s (torchvision Resize on PIL) bit for bit (goldens in test/fixtures/trainer_data)', async () => {
+    const cases = JSON.parse(await readFile(join(FIXTURES, 'cases.json'), 'utf8')) as { resize: { src: string; resolution: number; out: string; size: [number, number] }[] };
+    for (const c of cases.resize) {
+      const src = await readImageFile(join(FIXTURES, c.src));
+      const want = await readImageFile(join(FIXTURES, c.out));
+      const got = resizeShorterSide(src, c.resolution);
+      expect([got.width, got.height], c.out).toEqual(c.size);
+      let diff = 0;
+      for (let i = 0; i < want.data.length; i++) if (got.data[i] !== want.data[i]) diff++;
+      expect(diff, `${c.out}: bytes differing from Pillow`).toBe(0);
     }
   });
 

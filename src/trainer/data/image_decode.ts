@@ -1,11 +1,12 @@
 // Image files → 8-bit RGB: PNG through pngjs (src/pipeline/png.ts: any colour type and bit depth, 16-bit rescaled to 8)
-// and JPEG (baseline and progressive, including greyscale / CMYK) through jpeg-js. The format is sniffed from the bytes,
+// and JPEG (baseline and progressive, including greyscale / CMYK) through jpeg-js, with libjpeg's chroma upsampling and
+// colour conversion (jpeg_libjpeg.ts) so pixels stay close to what Pillow gives. The format is sniffed from the bytes,
 // not the extension. Transparency is composited over a background colour (white unless told otherwise).
 // Note: PIL's image.convert("RGB"), which diffusers' training scripts use, drops alpha instead; pass
 // `background: null` for that behaviour.
-import jpeg from 'jpeg-js';
 import { decodePng } from '../../pipeline/png.js';
 import type { RgbImage } from '../../vae/image.js';
+import { decodeJpegRgba } from './jpeg_libjpeg.js';
 
 export class ImageDecodeError extends Error {
   constructor(message: string) {
@@ -47,7 +48,7 @@ export function decodeImageRgba(bytes: Uint8Array, name: string, opts: Pick<Deco
   try {
     if (format === 'png') img = decodePng(bytes);
     else {
-      const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: maxMp, maxMemoryUsageInMB: Math.max(512, maxMp * 16) });
+      const j = decodeJpegRgba(bytes, { maxResolutionInMP: maxMp, maxMemoryUsageInMB: Math.max(512, maxMp * 16) });
       img = { data: j.data, width: j.width, height: j.height, channels: 4 };
     }
   } catch (e) {

@@ -18,6 +18,7 @@
 // pixels [3, res, res] in [-1, 1] and its time ids.
 export { DatasetError, IMAGE_EXTENSIONS, listCaptionedImages, type CaptionedImage, type ListOptions } from './captioned_images.js';
 export { ImageDecodeError, decodeImage, decodeImageRgba, readImageFile, sniffImageFormat, toRgb, type DecodeImageOptions, type ImageFormat } from './image_decode.js';
+export { decodeJpegRgba, parseJpegFrame, type JpegFrameInfo } from './jpeg_libjpeg.js';
 export { SeededRng, deriveSeed, nextFloat, nextInt, shuffledIndices, type Rng } from './rng.js';
 export {
   TransformError,
