@@ -205,9 +205,26 @@ describe('image decoding', () => {
     }
   });
 
+  it('EXIF orientation 1..8: upright as PIL.ImageOps.exif_transpose (what HF datasets\' imagefolder applies)', async () => {
+    const cases = JSON.parse(await readFile(join(FIXTURES, 'cases.json'), 'utf8')) as { exif: { jpg: string; pil: string; orientation: number }[] };
+    expect(cases.exif.length).toBe(8);
+    for (const c of cases.exif) {
+      const bytes = new Uint8Array(await readFile(join(FIXTURES, c.jpg)));
+      expect(parseJpegFrame(bytes)?.orientation, c.jpg).toBe(c.orientation);
+      const got = decodeImage(bytes, c.jpg);
+      const want = await readImageFile(join(FIXTURES, c.pil));
+      expect([got.width, got.height], c.jpg).toEqual([want.width, want.height]);
+      let maxErr = 0;
+      for (let i = 0; i < want.data.length; i++) maxErr = Math.max(maxErr, Math.abs(got.data[i] - want.data[i]));
+      expect(maxErr, c.jpg).toBeLessThanOrEqual(3);
+      // Kept as stored when asked.
+      if (c.orientation >= 5) expect(decodeImage(bytes, c.jpg, { exifTranspose: false }).width).toBe(want.height);
+    }
+  });
+
   it('parseJpegFrame reads the sampling factors', async () => {
     const f = parseJpegFrame(new Uint8Array(await readFile(join(FIXTURES, 'jpeg_q90_420.jpg'))));
-    expect(f).toEqual({ width: 48, height: 40, components: [{ id: 1, h: 2, v: 2 }, { id: 2, h: 1, v: 1 }, { id: 3, h: 1, v: 1 }], adobeTransform: undefined });
+    expect(f).toEqual({ width: 48, height: 40, components: [{ id: 1, h: 2, v: 2 }, { id: 2, h: 1, v: 1 }, { id: 3, h: 1, v: 1 }], adobeTransform: undefined, orientation: undefined });
     expect(parseJpegFrame(new Uint8Array(await readFile(join(FIXTURES, 'jpeg_grey_q90.jpg'))))?.components).toEqual([{ id: 1, h: 1, v: 1 }]);
   });
 

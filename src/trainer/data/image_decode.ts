@@ -22,6 +22,39 @@ export interface DecodeImageOptions {
   background?: readonly [number, number, number] | null;
   /** Largest image accepted, megapixels (default 100: a corrupt header cannot ask for gigabytes). */
   maxMegapixels?: number;
+  /**
+   * Turn a JPEG upright by its EXIF Orientation (default true), as the Hugging Face `datasets` Image feature that
+   * diffusers' imagefolder loading goes through does (PIL.ImageOps.exif_transpose).
+   */
+  exifTranspose?: boolean;
+}
+
+/**
+ * PIL.ImageOps.exif_transpose of interleaved pixels: orientation 2 mirrors, 3 rotates 180°, 4 flips vertically,
+ * 5 transposes, 6 rotates 90° clockwise, 7 transverses, 8 rotates 90° counter-clockwise; 1 (or none) keeps it.
+ */
+export function applyExifOrientation(img: RgbImage, orientation: number | undefined): RgbImage {
+  if (!orientation || orientation === 1) return img;
+  if (!Number.isInteger(orientation) || orientation < 1 || orientation > 8) throw new ImageDecodeError(`EXIF orientation ${orientation}: expected 1..8`);
+  const { width: w, height: h, channels: C, data } = img;
+  const swap = orientation >= 5;
+  const W = swap ? h : w;
+  const H = swap ? w : h;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      // Source pixel (sx, sy) of output (x, y).
+      const [sx, sy] =
+        orientation === 2 ? [w - 1 - x, y]
+        : orientation === 3 ? [w - 1 - x, h - 1 - y]
+        : orientation === 4 ? [x, h - 1 - y]
+        : orientation === 5 ? [y, x]
+        : orientation === 6 ? [y, h - 1 - x]
+        : orientation === 7 ? [w - 1 - y, h - 1 - x]
+        : [w - 1 - y, x];
+      for (let c = 0; c < C; c++) out[(y * W + x) * C + c] = data[(sy * w + sx) * C + c];
+    }
+  return { data: out, width: W, height: H, channels: C };
 }
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -37,7 +70,7 @@ export function sniffImageFormat(bytes: Uint8Array): ImageFormat | undefined {
  * Decodes PNG or JPEG bytes to interleaved RGBA (4 channels) as stored; `name` is used in errors. Use toRgb (or
  * decodeImage) for the 3-channel image the VAE takes.
  */
-export function decodeImageRgba(bytes: Uint8Array, name: string, opts: Pick<DecodeImageOptions, 'maxMegapixels'> = {}): RgbImage {
+export function decodeImageRgba(bytes: Uint8Array, name: string, opts: Pick<DecodeImageOptions, 'maxMegapixels' | 'exifTranspose'> = {}): RgbImage {
   const format = sniffImageFormat(bytes);
   const maxMp = opts.maxMegapixels ?? 100;
   if (!format) {
@@ -50,6 +83,7 @@ export function decodeImageRgba(bytes: Uint8Array, name: string, opts: Pick<Deco
     else {
       const j = decodeJpegRgba(bytes, { maxResolutionInMP: maxMp, maxMemoryUsageInMB: Math.max(512, maxMp * 16) });
       img = { data: j.data, width: j.width, height: j.height, channels: 4 };
+      if (opts.exifTranspose !== false) img = applyExifOrientation(img, j.orientation);
     }
   } catch (e) {
     throw new ImageDecodeError(`${name}: corrupt or unsupported ${format.toUpperCase()} (${(e as Error).message})`);

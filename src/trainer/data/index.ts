@@ -17,7 +17,7 @@
 // Without a cache, prepareImage(readImageFile(path), { resolution, centerCrop, randomFlip }, rng) gives one example's
 // pixels [3, res, res] in [-1, 1] and its time ids.
 export { DatasetError, IMAGE_EXTENSIONS, listCaptionedImages, type CaptionedImage, type ListOptions } from './captioned_images.js';
-export { ImageDecodeError, decodeImage, decodeImageRgba, readImageFile, sniffImageFormat, toRgb, type DecodeImageOptions, type ImageFormat } from './image_decode.js';
+export { ImageDecodeError, applyExifOrientation, decodeImage, decodeImageRgba, readImageFile, sniffImageFormat, toRgb, type DecodeImageOptions, type ImageFormat } from './image_decode.js';
 export { decodeJpegRgba, parseJpegFrame, type JpegFrameInfo } from './jpeg_libjpeg.js';
 export { SeededRng, deriveSeed, nextFloat, nextInt, shuffledIndices, type Rng } from './rng.js';
 export {

@@ -16,12 +16,34 @@ export interface JpegFrameInfo {
   components: { id: number; h: number; v: number }[];
   /** The Adobe APP14 transform code (0: RGB / CMYK, 1: YCbCr, 2: YCCK), when the marker is present. */
   adobeTransform?: number;
+  /** EXIF Orientation (1..8) of an APP1 Exif segment before the frame, when present. */
+  orientation?: number;
+}
+
+/** The Orientation tag (0x0112) of IFD0 in an EXIF block (starting at its TIFF header), or undefined. */
+function exifOrientation(b: Uint8Array, start: number, end: number): number | undefined {
+  if (end - start < 8) return undefined;
+  const le = b[start] === 0x49 && b[start + 1] === 0x49;
+  if (!le && !(b[start] === 0x4d && b[start + 1] === 0x4d)) return undefined;
+  const u16 = (o: number) => (o + 2 <= end ? (le ? b[o] | (b[o + 1] << 8) : (b[o] << 8) | b[o + 1]) : -1);
+  const u32 = (o: number) => (o + 4 <= end ? (le ? (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 2 ** 24 : b[o] * 2 ** 24 + ((b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3])) : -1);
+  const ifd = start + u32(start + 4);
+  const n = u16(ifd);
+  for (let i = 0; i < n; i++) {
+    const e = ifd + 2 + 12 * i;
+    if (u16(e) === 0x0112) {
+      const v = u16(e + 8);
+      return v >= 1 && v <= 8 ? v : undefined;
+    }
+  }
+  return undefined;
 }
 
 /** Reads the frame header (SOFn) and the Adobe marker; undefined when the bytes hold no frame before the first scan. */
 export function parseJpegFrame(bytes: Uint8Array): JpegFrameInfo | undefined {
   let p = 2;
   let adobeTransform: number | undefined;
+  let orientation: number | undefined;
   while (p + 4 <= bytes.length) {
     if (bytes[p] !== 0xff) return undefined;
     const m = bytes[p + 1];
@@ -35,6 +57,8 @@ export function parseJpegFrame(bytes: Uint8Array): JpegFrameInfo | undefined {
     }
     const len = (bytes[p + 2] << 8) | bytes[p + 3];
     const seg = p + 4;
+    if (m === 0xe1 && orientation === undefined && String.fromCharCode(...bytes.subarray(seg, seg + 6)) === 'Exif\0\0')
+      orientation = exifOrientation(bytes, seg + 6, Math.min(bytes.length, seg + len - 2));
     if (m === 0xee && len >= 14 && String.fromCharCode(...bytes.subarray(seg, seg + 5)) === 'Adobe') adobeTransform = bytes[seg + 11];
     if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
       if (seg + 6 > bytes.length) return undefined;
@@ -47,7 +71,7 @@ export function parseJpegFrame(bytes: Uint8Array): JpegFrameInfo | undefined {
         if (c + 3 > bytes.length) return undefined;
         components.push({ id: bytes[c], h: bytes[c + 1] >> 4, v: bytes[c + 1] & 15 });
       }
-      return { width, height, components, adobeTransform };
+      return { width, height, components, adobeTransform, orientation };
     }
     if (m === 0xda || m === 0xd9) return undefined;
     p += 2 + len;
@@ -101,7 +125,10 @@ const clamp8 = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : v);
  * Decodes JPEG bytes to interleaved RGBA with libjpeg's upsampling and colour conversion where the file allows (see
  * the file comment), else jpeg-js's own. Throws what jpeg-js throws on a corrupt file.
  */
-export function decodeJpegRgba(bytes: Uint8Array, opts: { maxResolutionInMP: number; maxMemoryUsageInMB: number }): { data: Uint8Array; width: number; height: number } {
+export function decodeJpegRgba(
+  bytes: Uint8Array,
+  opts: { maxResolutionInMP: number; maxMemoryUsageInMB: number },
+): { data: Uint8Array; width: number; height: number; orientation?: number } {
   const frame = parseJpegFrame(bytes);
   const comps = frame?.components;
   const rgbIds = comps?.length === 3 && comps[0].id === 0x52 && comps[1].id === 0x47 && comps[2].id === 0x42;
@@ -109,7 +136,7 @@ export function decodeJpegRgba(bytes: Uint8Array, opts: { maxResolutionInMP: num
   const own = !frame || comps!.length !== 3 || (isYcc && !!frame.adobeTransform) || comps!.some((c) => !(c.h > 0 && c.v > 0));
   if (own) {
     const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, ...opts });
-    return { data: j.data, width: j.width, height: j.height };
+    return { data: j.data, width: j.width, height: j.height, orientation: frame?.orientation };
   }
   const raw = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, colorTransform: false, ...opts });
   const { width: W, height: H } = raw;
@@ -141,5 +168,5 @@ export function decodeJpegRgba(bytes: Uint8Array, opts: { maxResolutionInMP: num
     } else out.set([y, cb, cr], 4 * i);
     out[4 * i + 3] = 255;
   }
-  return { data: out, width: W, height: H };
+  return { data: out, width: W, height: H, orientation: frame.orientation };
 }

@@ -2,8 +2,9 @@
 //   original_size = (h, w)
 //   resize:  torchvision Resize(resolution, BILINEAR) on a PIL image: shorter side → resolution, longer side →
 //            int(resolution · long / short); PIL's bilinear resampling, which antialiases when shrinking (the triangle
-//            filter is widened by the scale factor). Reproduced here as Pillow's Resample.c does it: separable,
-//            horizontal pass then vertical, 22-bit fixed-point weights, each pass rounded and clipped to uint8.
+//            filter is widened by the scale factor). Reproduced as Pillow's Resample.c does it: separable, horizontal
+//            pass then vertical, 22-bit fixed-point weights, each pass rounded and clipped to uint8 (bit-exact
+//            against Pillow 12.3 goldens in test/fixtures/trainer_data).
 //   crop:    CenterCrop: top = round((H − res) / 2), left = round((W − res) / 2) (Python round, half to even);
 //            RandomCrop: top ~ U{0..H − res}, then left ~ U{0..W − res}.
 //   flip:    with random_flip, p = 0.5: mirror the crop and set left = res − left, the script's `x1 = image.width −
