@@ -16,6 +16,7 @@ import {
   CacheMismatchError,
   LatentCache,
   LatentCacheError,
+  LatentCacheSource,
   type PrecomputeModels,
   type PrecomputeOptions,
   SeededRng,
@@ -134,7 +135,7 @@ describe('precompute → LatentCache', () => {
     expect(Array.from(b.latents.data.subarray(nLat))).toEqual(Array.from(c0.latents));
     expect(b.info.map((i) => i.id)).toEqual(['c', 'a']);
     // The trainer's TrainingExample view of the same rows.
-    const ex = await cache.example(1);
+    const ex = await new LatentCacheSource(cache).get(1);
     expect([ex.latentShape, ex.promptShape]).toEqual([[4, RES / 8, RES / 8], [77, 32]]);
     expect([ex.latents, ex.pooled, ex.timeIds]).toEqual([c1.latents, c1.pooledPromptEmbeds, Array.from(c1.timeIds)]);
     await cache.close();

@@ -11,6 +11,7 @@
 //   // b.latents {data, shape [B, 4, 128, 128]} (already ·scaling_factor: the UNet's input space, sampled from latent_dist)
 //   // b.promptEmbeds [B, 77, 2048], b.pooledPromptEmbeds [B, 1280], b.timeIds [B, 6], b.info [{id, caption, cropTopLeft, …}]
 //   await cache.close();
+//   new LatentCacheSource(await LatentCache.open('cache/', expect))   // the distiller's ExampleSource
 //
 // Unconditional embeddings (zeros, as the LCM/TCD script) are the trainer's to make. Randomness comes from an Rng
 // ({ nextU32() }); SeededRng's state is one u32 (save it in a checkpoint); shuffledIndices(n, rng) orders an epoch.
@@ -39,6 +40,7 @@ export {
   CacheMismatchError,
   LatentCache,
   LatentCacheError,
+  LatentCacheSource,
   readCacheIndex,
   type CacheConfig,
   type CacheExpectation,

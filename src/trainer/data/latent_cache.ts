@@ -8,6 +8,7 @@
 // embeddings are not cached: the trainer makes them.
 import { type ByteSource, fileSource } from '../../io/byte_source.js';
 import { type SafetensorsHeader, readHeader } from '../../io/safetensors.js';
+import type { ExampleSource, TrainingExample } from '../examples.js';
 
 export const CACHE_FORMAT = 'tcd-latent-cache';
 export const CACHE_VERSION = 1;
@@ -222,18 +223,8 @@ export class LatentCache {
     };
   }
 
-  /**
-   * Example i in the trainer's TrainingExample shape (src/trainer/examples.ts, matched structurally): latents with
-   * latentShape [C, h, w], promptEmbeds with promptShape [tokens, dim], pooled, timeIds.
-   */
-  async example(i: number): Promise<{
-    latents: Float32Array;
-    latentShape: readonly [number, number, number];
-    promptEmbeds: Float32Array;
-    promptShape: readonly [number, number];
-    pooled: Float32Array;
-    timeIds: readonly number[];
-  }> {
+  /** Example i as the distiller's TrainingExample (src/trainer/examples.ts). */
+  async example(i: number): Promise<TrainingExample> {
     const e = await this.get(i);
     const s = this.shapes;
     return {
@@ -323,5 +314,25 @@ export class LatentCache {
     this.open.set(i, p);
     p.catch(() => this.open.delete(i));
     return p;
+  }
+}
+
+/**
+ * A cache as the distiller's ExampleSource. Crops, flips and VAE noise were drawn at precompute time (one set per
+ * copy), so the Rng get() is handed goes unused.
+ */
+export class LatentCacheSource implements ExampleSource {
+  constructor(readonly cache: LatentCache) {}
+
+  get length(): number {
+    return this.cache.length;
+  }
+
+  get(i: number): Promise<TrainingExample> {
+    return this.cache.example(i);
+  }
+
+  dispose(): void {
+    void this.cache.close();
   }
 }
