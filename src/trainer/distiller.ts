@@ -32,7 +32,8 @@ import { AutoencoderKL } from '../vae/autoencoder_kl.js';
 import type { VaeConfigJson } from '../vae/config.js';
 import type { RgbImage } from '../vae/image.js';
 import { type LoadedCheckpoint, type TrainingState, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
-import { type Rng, SeededRng, deriveSeed, listCaptionedImages, nextFloat, nextInt } from './data/index.js';
+import { LatentCache, type Rng, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt } from './data/index.js';
+import { dirSource } from '../io/model_source.js';
 import { DdimSolver } from './ddim_solver.js';
 import { EncodingSource, type ExampleSource, type TrainingExample, normalArray } from './examples.js';
 import { LoraAdamW } from './lora_optimizer.js';
@@ -69,13 +70,17 @@ export interface TcdDistillerOptions {
   model: string;
   /** A captioned image folder (x.png|jpg + x.txt, or metadata.jsonl), encoded on the fly. */
   data?: string;
-  /** Already-encoded examples instead of `data` (a precomputed cache, or an engine's own data path). */
+  /** A manifest to use instead of looking for one in `data`. */
+  manifest?: string;
+  /** A latent cache made by precomputeDataset (`tcd precompute`); its model must be `model`. */
+  cache?: string;
+  /** Already-encoded examples instead of `data` / `cache` (an engine's own data path). */
   examples?: ExampleSource;
   /** Where checkpoints, the final LoRA, the log and sample grids go. */
   output: string;
   /** Optimizer updates to run in total (a resumed run continues up to this). */
   maxSteps: number;
-  /** Training resolution in pixels (default 1024). */
+  /** Training resolution in pixels (default 1024; with a cache, the cache's). */
   resolution?: number;
   centerCrop?: boolean;
   randomFlip?: boolean;
@@ -205,8 +210,8 @@ function resolve(o: TcdDistillerOptions): Resolved {
   if (!(r.huberC > 0)) problems.push(`huberC must be > 0, got ${r.huberC}`);
   if (!(r.lr >= 0)) problems.push(`lr must be ≥ 0, got ${r.lr}`);
   if (r.emaDecay !== undefined && !(r.emaDecay >= 0 && r.emaDecay < 1)) problems.push(`emaDecay must be in [0, 1), got ${r.emaDecay}`);
-  if (!o.data && !o.examples) problems.push('give a data folder (data) or examples');
-  if (o.data && o.examples) problems.push('give either a data folder or examples, not both');
+  const given = [o.data && 'data', o.cache && 'cache', o.examples && 'examples'].filter(Boolean);
+  if (given.length !== 1) problems.push(`give exactly one of data (an image folder), cache (a latent cache) or examples; got ${given.length ? given.join(', ') : 'none'}`);
   if (r.sampleEvery && !(o.samplePrompts ?? []).length) problems.push('sampleEvery needs samplePrompts');
   if (r.seed > 0xffffffff) problems.push(`seed must be below 2^32, got ${r.seed}`);
   if (problems.length) throw new DistillError(`distill options:\n  ${problems.join('\n  ')}`);
@@ -331,9 +336,17 @@ export class TcdDistiller {
       const adapted = unet.initLora({ rank: cfg.rank, alpha: cfg.alpha, targetModules: cfg.targetModules, seed: cfg.seed });
       if (!adapted.length) throw new DistillError(`no UNet layer matches the LoRA target modules ${cfg.targetModules.join(', ')}`);
       unet.gradientCheckpointing = opts.gradientCheckpointing === false ? {} : { resnets: true, transformerBlocks: true };
-      const source =
-        opts.examples ??
-        new EncodingSource(gpu, await listCaptionedImages(opts.data!), m, {
+      let source: ExampleSource;
+      if (opts.examples) source = opts.examples;
+      else if (opts.cache) {
+        const cache = await LatentCache.open(opts.cache, {
+          modelId: opts.model ? await modelFingerprint(dirSource(opts.model)) : undefined,
+          resolution: opts.resolution,
+        });
+        cfg.resolution = cache.config.resolution;
+        source = { length: cache.length, get: (i) => cache.example(i), dispose: () => void cache.close() };
+      } else
+        source = new EncodingSource(gpu, await listCaptionedImages(opts.data!, { manifest: opts.manifest }), m, {
           resolution: cfg.resolution,
           centerCrop: opts.centerCrop,
           randomFlip: opts.randomFlip,

@@ -1,0 +1,121 @@
+// `tcd distill` and `tcd precompute`: thin shells over TcdDistiller (src/trainer/distiller.ts) and precomputeDataset
+// (src/trainer/data). Folders are checked before the GPU opens; progress goes to stderr, results to stdout.
+import { resolve } from 'node:path';
+import { Gpu } from '../../runtime/device.js';
+import { dirSource } from '../io/model_source.js';
+import { resolveLayout } from '../pipeline/model_folder.js';
+import { listCaptionedImages, loadPrecomputeModels, modelFingerprint, precomputeDataset } from '../trainer/data/index.js';
+import { type StepReport, TcdDistiller } from '../trainer/distiller.js';
+import type { DistillArgs, PrecomputeArgs } from './args.js';
+import type { CliIo } from './main.js';
+import { CountProgress } from './progress.js';
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+
+function stepDetail(r: StepReport): string {
+  return `loss ${r.loss.toExponential(3)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toExponential(2)} ${r.imagesPerSecond.toFixed(2)} img/s gpu ${mib(r.gpuBytes)}`;
+}
+
+export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
+  await resolveLayout(args.model);
+  if (args.data) await listCaptionedImages(args.data, { manifest: args.manifest }); // a bad folder fails before the GPU opens
+  const progress = new CountProgress('distill', io.stderr, !args.quiet);
+  const gpu = await Gpu.create();
+  let d: TcdDistiller | undefined;
+  try {
+    if (!args.quiet) io.stderr.write(`device: ${gpu.describe()}\n`);
+    d = await TcdDistiller.create(gpu, {
+      model: args.model,
+      data: args.data,
+      manifest: args.manifest,
+      cache: args.cache,
+      output: args.output,
+      maxSteps: args.maxSteps,
+      resolution: args.resolution,
+      centerCrop: args.centerCrop,
+      randomFlip: args.randomFlip,
+      rank: args.rank,
+      alpha: args.alpha,
+      numDdimTimesteps: args.numDdimTimesteps,
+      wMin: args.wMin,
+      wMax: args.wMax,
+      loss: args.loss,
+      huberC: args.huberC,
+      lr: args.lr,
+      lrSchedule: args.lrSchedule,
+      warmupSteps: args.warmupSteps,
+      beta1: args.beta1,
+      beta2: args.beta2,
+      weightDecay: args.weightDecay,
+      adamEps: args.adamEps,
+      maxGradNorm: args.maxGradNorm,
+      batchSize: args.batchSize,
+      gradAccum: args.gradAccum,
+      gradientCheckpointing: args.gradientCheckpointing,
+      seed: args.seed,
+      checkpointEvery: args.checkpointEvery,
+      maxCheckpoints: args.maxCheckpoints,
+      resume: args.resume,
+      emaDecay: args.emaDecay,
+      sampleEvery: args.sampleEvery,
+      samplePrompts: args.samplePrompts,
+      sampleSteps: args.sampleSteps,
+      sampleEta: args.sampleEta,
+      logFile: args.log,
+    });
+    if (d.step > 0) progress.note(`resumed at update ${d.step} (${d.samplesSeen} samples seen)`);
+    if (d.step >= args.maxSteps) progress.note(`already at --max-steps ${args.maxSteps}: writing the LoRA only`);
+    const res = await d.train({
+      onStep: (r) => {
+        progress.update(r.step, r.maxSteps, stepDetail(r));
+        if (r.checkpoint) progress.note(`checkpoint ${r.checkpoint}`);
+        if (r.samples) progress.note(`samples ${r.samples}`);
+      },
+    });
+    progress.stop();
+    io.stdout.write(`wrote ${res.lora} after ${d.step} updates (${res.steps} in this run); log ${resolve(args.log ?? `${args.output}/train_log.jsonl`)}\n`);
+  } finally {
+    progress.stop();
+    d?.dispose();
+    await gpu.destroy();
+  }
+}
+
+export async function precompute(args: PrecomputeArgs, io: CliIo): Promise<void> {
+  await resolveLayout(args.model);
+  const items = await listCaptionedImages(args.data, { manifest: args.manifest });
+  const progress = new CountProgress('precompute', io.stderr, !args.quiet);
+  const gpu = await Gpu.create();
+  try {
+    if (!args.quiet) io.stderr.write(`device: ${gpu.describe()}\n${items.length} images in ${args.data}\n`);
+    const source = dirSource(args.model);
+    const models = await loadPrecomputeModels(gpu, source);
+    try {
+      const res = await precomputeDataset({
+        gpu,
+        vae: models.vae,
+        tokenizers: models.tokenizers,
+        textEncoders: models.textEncoders,
+        modelId: models.modelId ?? (await modelFingerprint(source)),
+        items,
+        outDir: args.out,
+        resolution: args.resolution,
+        centerCrop: args.centerCrop,
+        randomFlip: args.randomFlip,
+        seed: args.seed,
+        copiesPerImage: args.copies,
+        batchSize: args.batchSize,
+        shardSize: args.shardSize,
+        overwrite: args.overwrite,
+        onProgress: (p) => progress.update(p.done, p.total, `${p.shardsWritten} shards written, ${p.shardsSkipped} kept`),
+      });
+      progress.stop();
+      io.stdout.write(`wrote ${res.count} examples to ${res.dir} (${res.shardsWritten} shards written, ${res.shardsSkipped} kept from an earlier run)\n`);
+    } finally {
+      models.dispose();
+    }
+  } finally {
+    progress.stop();
+    await gpu.destroy();
+  }
+}
