@@ -32,7 +32,7 @@ import { AutoencoderKL } from '../vae/autoencoder_kl.js';
 import type { VaeConfigJson } from '../vae/config.js';
 import type { RgbImage } from '../vae/image.js';
 import { type LoadedCheckpoint, type TrainingState, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
-import { LatentCache, type Rng, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt } from './data/index.js';
+import { LatentCache, LatentCacheSource, type Rng, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt } from './data/index.js';
 import { dirSource } from '../io/model_source.js';
 import { DdimSolver } from './ddim_solver.js';
 import { EncodingSource, type ExampleSource, type TrainingExample, normalArray } from './examples.js';
@@ -344,7 +344,7 @@ export class TcdDistiller {
           resolution: opts.resolution,
         });
         cfg.resolution = cache.config.resolution;
-        source = { length: cache.length, get: (i) => cache.example(i), dispose: () => void cache.close() };
+        source = new LatentCacheSource(cache);
       } else
         source = new EncodingSource(gpu, await listCaptionedImages(opts.data!, { manifest: opts.manifest }), m, {
           resolution: cfg.resolution,
