@@ -79,30 +79,39 @@ export function parseJpegFrame(bytes: Uint8Array): JpegFrameInfo | undefined {
   return undefined;
 }
 
-/** jdsample.c fancy upsampling of one plane [ph][pw] by (fx, fy) ∈ {1, 2}², edges replicated as libjpeg's context rows. */
-function fancyUpsample(plane: Uint8Array, pw: number, ph: number, fx: number, fy: number): Uint8Array {
-  const ow = pw * fx;
-  const oh = ph * fy;
-  const out = new Uint8Array(ow * oh);
-  const at = (x: number, y: number) => plane[Math.min(ph - 1, Math.max(0, y)) * pw + Math.min(pw - 1, Math.max(0, x))];
-  for (let y = 0; y < ph; y++)
-    for (let v = 0; v < fy; v++) {
-      const ny = fy === 2 ? (v === 0 ? y - 1 : y + 1) : y; // the next-nearest input row
-      const row = (y * fy + v) * ow;
+/**
+ * jdsample.c fancy upsampling of one plane [ph][pw] by (fx, fy) ∈ {1, 2}² (not both 1), cropped to W × H; rows and
+ * columns past the edges repeat the edge, as libjpeg's context rows and its first / last column cases do.
+ */
+function fancyUpsample(plane: Uint8Array, pw: number, ph: number, fx: number, fy: number, W: number, H: number): Uint8Array {
+  const out = new Uint8Array(W * H);
+  const colsum = new Int32Array(pw);
+  for (let oy = 0; oy < H; oy++) {
+    const y = fy === 2 ? oy >> 1 : oy;
+    const below = (oy & 1) === 1;
+    // The next-nearest input row: above for the upper output row, below for the lower.
+    const ny = fy === 2 ? Math.min(ph - 1, Math.max(0, below ? y + 1 : y - 1)) : y;
+    const r0 = y * pw;
+    const r1 = ny * pw;
+    const o = oy * W;
+    if (fx === 2 && fy === 2) {
+      for (let x = 0; x < pw; x++) colsum[x] = plane[r0 + x] * 3 + plane[r1 + x];
       for (let x = 0; x < pw; x++) {
-        if (fx === 2 && fy === 2) {
-          // h2v2: column sums 3·nearest row + next-nearest row, then 3·this + neighbour column, /16.
-          const cs = (i: number) => at(i, y) * 3 + at(i, ny);
-          out[row + 2 * x] = (cs(x) * 3 + cs(x - 1) + 8) >> 4;
-          out[row + 2 * x + 1] = (cs(x) * 3 + cs(x + 1) + 7) >> 4;
-        } else if (fx === 2) {
-          out[row + 2 * x] = (at(x, y) * 3 + at(x - 1, y) + 1) >> 2;
-          out[row + 2 * x + 1] = (at(x, y) * 3 + at(x + 1, y) + 2) >> 2;
-        } else if (fy === 2) {
-          out[row + x] = (at(x, y) * 3 + at(x, ny) + (v === 0 ? 1 : 2)) >> 2;
-        } else out[row + x] = at(x, y);
+        const c = colsum[x] * 3;
+        if (2 * x < W) out[o + 2 * x] = (c + colsum[x > 0 ? x - 1 : 0] + 8) >> 4;
+        if (2 * x + 1 < W) out[o + 2 * x + 1] = (c + colsum[x < pw - 1 ? x + 1 : x] + 7) >> 4;
       }
+    } else if (fx === 2) {
+      for (let x = 0; x < pw; x++) {
+        const c = plane[r0 + x] * 3;
+        if (2 * x < W) out[o + 2 * x] = (c + plane[r0 + (x > 0 ? x - 1 : 0)] + 1) >> 2;
+        if (2 * x + 1 < W) out[o + 2 * x + 1] = (c + plane[r0 + (x < pw - 1 ? x + 1 : x)] + 2) >> 2;
+      }
+    } else {
+      const bias = below ? 2 : 1;
+      for (let x = 0; x < W; x++) out[o + x] = (plane[r0 + x] * 3 + plane[r1 + x] + bias) >> 2;
     }
+  }
   return out;
 }
 
@@ -145,27 +154,38 @@ export function decodeJpegRgba(
   const planes = comps!.map((c, k) => {
     const fx = maxH / c.h;
     const fy = maxV / c.v;
-    const full = new Uint8Array(W * H);
-    for (let i = 0; i < W * H; i++) full[i] = raw.data[3 * i + k];
-    if ((fx !== 1 && fx !== 2) || (fy !== 1 && fy !== 2) || (fx === 1 && fy === 1)) return full; // repeated samples (int_upsample)
+    const fancy = (fx === 1 || fx === 2) && (fy === 1 || fy === 2) && fx * fy > 1;
+    if (!fancy) {
+      // Full resolution, or factors libjpeg repeats samples for (int_upsample), as jpeg-js does.
+      const full = new Uint8Array(W * H);
+      for (let i = 0; i < W * H; i++) full[i] = raw.data[3 * i + k];
+      return full;
+    }
     // jpeg-js repeated sample ⌊x / fx⌋ of row ⌊y / fy⌋: take each back once.
     const pw = Math.ceil((W * c.h) / maxH);
     const ph = Math.ceil((H * c.v) / maxV);
     const plane = new Uint8Array(pw * ph);
-    for (let y = 0; y < ph; y++) for (let x = 0; x < pw; x++) plane[y * pw + x] = full[Math.min(H - 1, y * fy) * W + Math.min(W - 1, x * fx)];
-    const up = fancyUpsample(plane, pw, ph, fx, fy);
-    const uw = pw * fx;
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) full[y * W + x] = up[y * uw + x];
-    return full;
+    for (let y = 0; y < ph; y++) {
+      const row = Math.min(H - 1, y * fy) * W;
+      for (let x = 0; x < pw; x++) plane[y * pw + x] = raw.data[3 * (row + Math.min(W - 1, x * fx)) + k];
+    }
+    return fancyUpsample(plane, pw, ph, fx, fy, W, H);
   });
+  const [p0, p1, p2] = planes;
   const out = new Uint8Array(W * H * 4);
   for (let i = 0; i < W * H; i++) {
-    const [y, cb, cr] = [planes[0][i], planes[1][i], planes[2][i]];
+    const y = p0[i];
+    const cb = p1[i];
+    const cr = p2[i];
     if (isYcc) {
       out[4 * i] = clamp8(y + CR_R[cr]);
       out[4 * i + 1] = clamp8(y + ((CB_G[cb] + CR_G[cr]) >> 16));
       out[4 * i + 2] = clamp8(y + CB_B[cb]);
-    } else out.set([y, cb, cr], 4 * i);
+    } else {
+      out[4 * i] = y;
+      out[4 * i + 1] = cb;
+      out[4 * i + 2] = cr;
+    }
     out[4 * i + 3] = 255;
   }
   return { data: out, width: W, height: H, orientation: frame.orientation };

@@ -113,30 +113,55 @@ function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
 function clip8(v: number): number {
   if (v >= 2 ** PRECISION_BITS * 256) return 255;
   if (v <= 0) return 0;
-  return Math.floor(v / 2 ** PRECISION_BITS);
+  return v >> PRECISION_BITS; // v < 2^30 here
 }
 
-/** One separable pass along x (horizontal) or y, with 3 interleaved channels. */
-function resamplePass(src: Uint8Array, w: number, h: number, outLen: number, horizontal: boolean): Uint8Array {
-  const { ksize, bounds, kk } = precomputeCoeffs(horizontal ? w : h, outLen);
-  const ow = horizontal ? outLen : w;
-  const oh = horizontal ? h : outLen;
-  const out = new Uint8Array(ow * oh * 3);
-  const half = 2 ** (PRECISION_BITS - 1);
-  for (let y = 0; y < oh; y++)
-    for (let x = 0; x < ow; x++) {
-      const o = horizontal ? x : y;
-      const min = bounds[2 * o];
-      const n = bounds[2 * o + 1];
-      for (let c = 0; c < 3; c++) {
-        let ss = half;
-        for (let t = 0; t < n; t++) {
-          const i = horizontal ? (y * w + min + t) * 3 + c : ((min + t) * w + x) * 3 + c;
-          ss += src[i] * kk[o * ksize + t];
-        }
-        out[(y * ow + x) * 3 + c] = clip8(ss);
+const HALF = 2 ** (PRECISION_BITS - 1);
+
+/** ImagingResampleHorizontal_8bpc: w → outW along rows, 3 interleaved channels. */
+function resampleHorizontal(src: Uint8Array, w: number, h: number, outW: number): Uint8Array {
+  const { ksize, bounds, kk } = precomputeCoeffs(w, outW);
+  const out = new Uint8Array(outW * h * 3);
+  for (let y = 0; y < h; y++) {
+    const row = y * w * 3;
+    const orow = y * outW * 3;
+    for (let x = 0; x < outW; x++) {
+      const min = bounds[2 * x];
+      const n = bounds[2 * x + 1];
+      const kb = x * ksize;
+      let s0 = HALF;
+      let s1 = HALF;
+      let s2 = HALF;
+      for (let t = 0; t < n; t++) {
+        const i = row + (min + t) * 3;
+        const k = kk[kb + t];
+        s0 += src[i] * k;
+        s1 += src[i + 1] * k;
+        s2 += src[i + 2] * k;
       }
+      out[orow + 3 * x] = clip8(s0);
+      out[orow + 3 * x + 1] = clip8(s1);
+      out[orow + 3 * x + 2] = clip8(s2);
     }
+  }
+  return out;
+}
+
+/** ImagingResampleVertical_8bpc: h → outH along columns. */
+function resampleVertical(src: Uint8Array, w: number, h: number, outH: number): Uint8Array {
+  const { ksize, bounds, kk } = precomputeCoeffs(h, outH);
+  const stride = w * 3;
+  const out = new Uint8Array(outH * stride);
+  for (let y = 0; y < outH; y++) {
+    const min = bounds[2 * y];
+    const n = bounds[2 * y + 1];
+    const kb = y * ksize;
+    for (let x = 0; x < stride; x++) {
+      let s = HALF;
+      for (let t = 0; t < n; t++) s += src[(min + t) * stride + x] * kk[kb + t];
+      out[y * stride + x] = clip8(s);
+    }
+  }
   return out;
 }
 
@@ -147,10 +172,10 @@ export function resizeBilinear(img: RgbImage, width: number, height: number): Rg
   let data = img.data;
   let w = img.width;
   if (width !== img.width) {
-    data = resamplePass(data, w, img.height, width, true);
+    data = resampleHorizontal(data, w, img.height, width);
     w = width;
   }
-  if (height !== img.height) data = resamplePass(data, w, img.height, height, false);
+  if (height !== img.height) data = resampleVertical(data, w, img.height, height);
   return { data: data === img.data ? data.slice() : data, width, height, channels: 3 };
 }
 
