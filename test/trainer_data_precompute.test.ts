@@ -177,7 +177,9 @@ describe('precompute → LatentCache', () => {
     );
     await expect(LatentCache.open(full, { modelId: 'other' })).rejects.toThrow(/modelId is ".*" in the cache, "other" asked/);
     await expect(LatentCache.open(full, { shapes: { pooledPromptEmbeds: [1280] } })).rejects.toThrow('shapes.pooledPromptEmbeds is [32] in the cache, [1280] asked');
-    await expect(precomputeDataset(await options(full, { centerCrop: true }))).rejects.toThrow(/centerCrop is false in the cache, true asked/);
+    await expect(precomputeDataset(await options(full, { centerCrop: true }))).rejects.toThrow(/centerCrop is false in the cache, true asked \(/);
+    const fewer = (await listCaptionedImages(dataDir)).slice(1);
+    await expect(precomputeDataset({ ...(await options(full)), items: fewer })).rejects.toThrow(/: datasetHash is "[0-9a-f]{16}" in the cache, "[0-9a-f]{16}" asked \(/);
     const dir = join(root, 'over');
     await precomputeDataset(await options(dir, { copiesPerImage: 1, shardSize: 8 }));
     const r = await precomputeDataset(await options(dir, { copiesPerImage: 1, shardSize: 8, latentSample: 'mode', overwrite: true }));

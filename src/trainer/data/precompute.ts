@@ -270,9 +270,8 @@ export async function precomputeDataset(o: PrecomputeOptions): Promise<Precomput
   const indexPath = join(o.outDir, 'index.json');
   const old = await readCacheIndex(o.outDir);
   if (old && (old.configHash !== hash || old.shardSize !== shardSize) && !o.overwrite) {
+    // Every key of the new config (dataset hash, background, latent statistics too), against the old one.
     const diffs = compareConfig(old.config, config as unknown as Parameters<typeof compareConfig>[1]);
-    for (const k of ['datasetHash', 'background', 'latentsMean', 'latentsStd'] as const)
-      if (stableJson(old.config[k]) !== stableJson(config[k])) diffs.push({ key: k, cache: old.config[k], asked: config[k] });
     if (old.shardSize !== shardSize) diffs.push({ key: 'shardSize', cache: old.shardSize, asked: shardSize });
     throw new CacheMismatchError(o.outDir, diffs.length ? diffs : [{ key: 'configHash', cache: old.configHash, asked: hash }]);
   }
