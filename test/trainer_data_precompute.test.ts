@@ -60,7 +60,7 @@ beforeAll(async () => {
   for (let p = 0; p < 1600; p++) rgba.set([c[3 * p], c[3 * p + 1], c[3 * p + 2], 255], 4 * p);
   await writeFile(join(dataDir, 'c.jpg'), jpeg.encode({ data: rgba, width: 40, height: 40 }, 90).data);
   await writeFile(join(dataDir, 'c.txt'), 'blue sky');
-}, 120_000);
+});
 
 afterAll(async () => {
   models?.dispose();
@@ -139,7 +139,7 @@ describe('precompute → LatentCache', () => {
     expect([ex.latentShape, ex.promptShape]).toEqual([[4, RES / 8, RES / 8], [77, 32]]);
     expect([ex.latents, ex.pooled, ex.timeIds]).toEqual([c1.latents, c1.pooledPromptEmbeds, Array.from(c1.timeIds)]);
     await cache.close();
-  }, 120_000);
+  });
 
   it('an interrupted run resumes: finished shards are kept, not recomputed; the result equals an uninterrupted run', async () => {
     const dir = join(root, 'resume');
@@ -168,7 +168,7 @@ describe('precompute → LatentCache', () => {
     // A complete cache with the same settings: nothing to do.
     const r2 = await precomputeDataset(await options(dir));
     expect([r2.shardsSkipped, r2.shardsWritten]).toEqual([3, 0]);
-  }, 120_000);
+  });
 
   it('mismatched settings: the trainer\'s open and a second precompute are refused, naming each difference', async () => {
     await expect(LatentCache.open(full, { resolution: 64, centerCrop: true })).rejects.toThrow(CacheMismatchError);
@@ -185,5 +185,5 @@ describe('precompute → LatentCache', () => {
     const r = await precomputeDataset(await options(dir, { copiesPerImage: 1, shardSize: 8, latentSample: 'mode', overwrite: true }));
     expect(r.shardsWritten).toBe(1);
     expect((await LatentCache.open(dir, { latentSample: 'mode' })).length).toBe(3);
-  }, 120_000);
+  });
 });
