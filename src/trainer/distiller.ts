@@ -32,7 +32,7 @@ import { AutoencoderKL } from '../vae/autoencoder_kl.js';
 import type { VaeConfigJson } from '../vae/config.js';
 import type { RgbImage } from '../vae/image.js';
 import { type LoadedCheckpoint, type TrainingState, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
-import { LatentCache, LatentCacheSource, type Rng, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt } from './data/index.js';
+import { LatentCache, LatentCacheSource, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt, shuffledIndices } from './data/index.js';
 import { dirSource } from '../io/model_source.js';
 import { DdimSolver } from './ddim_solver.js';
 import { EncodingSource, type ExampleSource, type TrainingExample, normalArray } from './examples.js';
@@ -279,16 +279,6 @@ export async function loadDistillModels(gpu: Gpu, model: string): Promise<Distil
   }
 }
 
-/** Fisher–Yates permutation of 0..n−1 from an Rng. */
-function permutation(n: number, rng: Rng): Uint32Array {
-  const p = Uint32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = nextInt(rng, 0, i);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
-
 // Stream salts: independent generators for the data order, an example's augmentation and its step randomness.
 const SALT_ORDER = 0x0de7;
 const SALT_DATA = 0xda7a;
@@ -304,7 +294,7 @@ export class TcdDistiller {
   private ema?: Map<string, LoraWeights>;
   /** Whether dispose() frees the models (true when create() loaded them). */
   ownsModels = true;
-  private permCache?: { epoch: number; perm: Uint32Array };
+  private permCache?: { epoch: number; perm: number[] };
   private readonly cfg: Resolved;
 
   private constructor(
@@ -439,7 +429,7 @@ export class TcdDistiller {
   private datasetIndex(k: number): number {
     const N = this.source.length;
     const epoch = Math.floor(k / N);
-    if (this.permCache?.epoch !== epoch) this.permCache = { epoch, perm: permutation(N, new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_ORDER), epoch))) };
+    if (this.permCache?.epoch !== epoch) this.permCache = { epoch, perm: shuffledIndices(N, new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_ORDER), epoch))) };
     return this.permCache.perm[k % N];
   }
 

@@ -11,7 +11,7 @@ import type { Gpu } from '../../runtime/device.js';
 import { adamwRef } from '../../src/reference/adamw.js';
 import { DdimSolver } from '../../src/trainer/ddim_solver.js';
 import { LoraAdamW } from '../../src/trainer/lora_optimizer.js';
-import { type LossType, type TcdStepResult, tcdDistillStep } from '../../src/trainer/tcd_distill_step.js';
+import { type LossType, type TcdBatch, type TcdStepResult, tcdDistillStep } from '../../src/trainer/tcd_distill_step.js';
 import type { UNetConfigJson } from '../../src/unet/config.js';
 import { UNet2DConditionModel } from '../../src/unet/unet.js';
 import { type GoldenFile, openGolden, readJson, relMaxErr } from '../golden_io.js';
@@ -93,6 +93,7 @@ export const tcdTrainStepSuite = {
     let unet: UNet2DConditionModel;
     let solver: DdimSolver;
     let result: TcdStepResult;
+    let batch: TcdBatch;
     let loraScale: number;
 
     describe('TCD distillation step vs diffusers (tcd_train_step)', () => {
@@ -146,10 +147,7 @@ export const tcdTrainStepSuite = {
         const B = shape[0];
         const ehsShape = inp.shape('encoder_hidden_states');
         const t0 = performance.now();
-        result = await tcdDistillStep(
-          unet,
-          solver,
-          {
+        batch = {
             latents: await inp.f32('latents'),
             latentShape: shape,
             noise: await inp.f32('noise'),
@@ -160,9 +158,8 @@ export const tcdTrainStepSuite = {
             index: Array.from(await inp.read('index')),
             endIndex: Array.from(await inp.read('end_index')),
             w: Array.from(await inp.read('w')),
-          },
-          { loss: hyper.loss, huberC: hyper.huberC, keepTensors: true },
-        );
+        };
+        result = await tcdDistillStep(unet, solver, batch, { loss: hyper.loss, huberC: hyper.huberC, keepTensors: true });
         console.log(`  4 UNet forwards + 1 backward, B = ${B}: ${(performance.now() - t0).toFixed(0)} ms`);
         expect(result.tStart).toEqual(Array.from(await inp.read('start_timesteps')));
         expect(result.tN).toEqual(Array.from(await inp.read('timesteps')));
@@ -201,6 +198,32 @@ export const tcdTrainStepSuite = {
         const rows: [string, number][] = [];
         for (const k of keys) rows.push([k, relMaxErr(await params.get(k)!.grad!.toArray(), await g.read(k))]);
         report(rows, TOL_GRAD);
+      });
+
+      it('gradient checkpointing (resnets + transformer blocks): the same step, the same LoRA gradients', async () => {
+        expect(result, 'the step ran').toBeTruthy();
+        const params = unet.loraParameters();
+        const plain = new Map<string, Float32Array>();
+        for (const p of params) {
+          plain.set(p.name, await p.var.grad!.toArray());
+          p.var.zeroGrad();
+        }
+        unet.gradientCheckpointing = { resnets: true, transformerBlocks: true };
+        const t0 = performance.now();
+        const again = await tcdDistillStep(unet, solver, batch, { loss: hyper.loss, huberC: hyper.huberC });
+        console.log(`  checkpointed step ${(performance.now() - t0).toFixed(0)} ms`);
+        unet.gradientCheckpointing = {};
+        expect(again.lossL2, 'same loss').toBe(result.lossL2);
+        const vsTorch: [string, number][] = [];
+        const vsPlain: [string, number][] = [];
+        for (const p of params) {
+          const g = await p.var.grad!.toArray();
+          vsTorch.push([`${p.name} (checkpointed)`, relMaxErr(g, await files.grads.read(`grad.${p.name}`))]);
+          vsPlain.push([`${p.name} vs unchecked`, relMaxErr(g, plain.get(p.name)!)]);
+        }
+        report(vsTorch, TOL_GRAD);
+        // Replays run the same kernels; only the order in which residual branches' gradients are summed differs.
+        report(vsPlain, 1e-5);
       });
 
       it('global grad-norm clipping and one AdamW step: norm, clip coefficient, updated LoRA', async () => {
