@@ -129,6 +129,23 @@ describe('TcdDistiller', () => {
     expect(log.map((l) => l.loss), 'losses of the resumed run').toEqual(logFull.map((l) => l.loss));
   });
 
+  it('refuses bad options and a resume with other settings, naming each; ignores a half-written checkpoint', async () => {
+    await expect(TcdDistiller.create(gpu, opts(join(dir, 'bad'), { rank: 0, wMin: 5, wMax: 2, loss: 'l1' as 'l2', resolution: 30 }), models)).rejects.toThrow(
+      /rank must be an integer ≥ 1[\s\S]*resolution must be a multiple of 8[\s\S]*wMin ≤ wMax[\s\S]*loss must be 'l2' or 'huber'/,
+    );
+    await expect(TcdDistiller.create(gpu, { ...opts(join(dir, 'bad')), data: undefined }, models)).rejects.toThrow(/exactly one of data .* got none/);
+    const part = join(dir, 'part');
+    // A checkpoint folder cut off while being written (its temporary name) is not a checkpoint.
+    await mkdir(join(part, 'checkpoint-9.tmp-1'));
+    await writeFile(join(part, 'checkpoint-9.tmp-1', LORA_FILE), 'partial');
+    expect((await listCheckpoints(part)).map((c) => c.step)).toEqual([2, 4]);
+    await expect(TcdDistiller.create(gpu, opts(part, { resume: part, rank: 8, batchSize: 1 }), models)).rejects.toThrow(
+      /different settings:[\s\S]*rank: checkpoint 4, now 8[\s\S]*batchSize: checkpoint 2, now 1/,
+    );
+    await expect(TcdDistiller.create(gpu, opts(part, { resume: part, seed: 12 }), models)).rejects.toThrow(/seed 11, this run's seed is 12/);
+    await expect(TcdDistiller.create(gpu, opts(part, { resume: join(dir, 'nothing-here') }), models)).rejects.toThrow(/neither a checkpoint folder/);
+  });
+
   it('the written LoRA loads in the sampler and changes its output', async () => {
     const lora = join(dir, 'full', LORA_FILE);
     const gen = { prompt: 'a red fox in the snow', width: 32, height: 32, seed: 5, steps: 2 };
