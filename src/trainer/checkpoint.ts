@@ -19,7 +19,7 @@ export const EMA_FILE = 'ema_lora.safetensors';
 export const STATE_FILE = 'training_state.json';
 const PREFIX = 'checkpoint-';
 
-export class CheckpointError extends Error {
+export class TrainingCheckpointError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'TrainingCheckpointError';
@@ -55,7 +55,7 @@ export function encodeOptimizer(opt: OptimizerState): Uint8Array {
   for (const [name, m] of [...opt.m].sort(([a], [b]) => (a < b ? -1 : 1))) {
     tensors[`m.${name}`] = { dtype: 'F32', shape: [m.length], data: m };
     const v = opt.v.get(name);
-    if (!v) throw new CheckpointError(`optimizer state: no v for ${name}`);
+    if (!v) throw new TrainingCheckpointError(`optimizer state: no v for ${name}`);
     tensors[`v.${name}`] = { dtype: 'F32', shape: [v.length], data: v };
   }
   return encodeSafetensors(tensors, { format: 'pt', step: String(opt.step), optimizer: 'AdamW' });
@@ -108,7 +108,7 @@ export async function listCheckpoints(outputDir: string): Promise<{ step: number
 export async function pruneCheckpoints(outputDir: string, keep: number): Promise<string[]> {
   const { readdir, rm } = await import('node:fs/promises');
   const { join } = await import('node:path');
-  if (!Number.isInteger(keep) || keep < 1) throw new CheckpointError(`max checkpoints must be an integer ≥ 1, got ${keep}`);
+  if (!Number.isInteger(keep) || keep < 1) throw new TrainingCheckpointError(`max checkpoints must be an integer ≥ 1, got ${keep}`);
   const removed: string[] = [];
   const all = await listCheckpoints(outputDir);
   for (const c of all.slice(0, Math.max(0, all.length - keep))) {
@@ -125,7 +125,7 @@ export async function pruneCheckpoints(outputDir: string, keep: number): Promise
 
 async function readTensors(path: string, strip = ''): Promise<{ tensors: Map<string, { shape: number[]; data: Float32Array }>; metadata: Record<string, string> }> {
   const src = await fileSource(path).catch((e: NodeJS.ErrnoException) => {
-    throw new CheckpointError(e.code === 'ENOENT' ? `${path}: no such file (an incomplete checkpoint?)` : `${path}: ${e.message}`);
+    throw new TrainingCheckpointError(e.code === 'ENOENT' ? `${path}: no such file (an incomplete checkpoint?)` : `${path}: ${e.message}`);
   });
   try {
     const header = await readHeader(src);
@@ -153,12 +153,12 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   let dir = path;
   if (!(await stat(join(dir, STATE_FILE)).catch(() => null))) {
     const all = await listCheckpoints(path);
-    if (!all.length) throw new CheckpointError(`resume ${path}: neither a checkpoint folder (with ${STATE_FILE}) nor an output folder holding checkpoint-<step>/ folders`);
+    if (!all.length) throw new TrainingCheckpointError(`resume ${path}: neither a checkpoint folder (with ${STATE_FILE}) nor an output folder holding checkpoint-<step>/ folders`);
     dir = all[all.length - 1].path;
   }
   const state = JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as TrainingState;
   for (const k of ['step', 'seed', 'samplesSeen', 'datasetSize'] as const)
-    if (!Number.isInteger(state[k])) throw new CheckpointError(`${join(dir, STATE_FILE)}: '${k}' must be an integer, got ${JSON.stringify(state[k])}`);
+    if (!Number.isInteger(state[k])) throw new TrainingCheckpointError(`${join(dir, STATE_FILE)}: '${k}' must be an integer, got ${JSON.stringify(state[k])}`);
   const lora = (await readTensors(join(dir, LORA_FILE), 'unet.')).tensors;
   const opt = await readTensors(join(dir, OPTIMIZER_FILE));
   const m = new Map<string, Float32Array>();
@@ -166,10 +166,10 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   for (const [name, t] of opt.tensors) {
     if (name.startsWith('m.')) m.set(name.slice(2), t.data);
     else if (name.startsWith('v.')) v.set(name.slice(2), t.data);
-    else throw new CheckpointError(`${join(dir, OPTIMIZER_FILE)}: unexpected tensor '${name}' (expected m.<param> / v.<param>)`);
+    else throw new TrainingCheckpointError(`${join(dir, OPTIMIZER_FILE)}: unexpected tensor '${name}' (expected m.<param> / v.<param>)`);
   }
   const step = Number(opt.metadata.step);
-  if (step !== state.step) throw new CheckpointError(`${dir}: optimizer step ${opt.metadata.step} disagrees with training_state.json step ${state.step}`);
+  if (step !== state.step) throw new TrainingCheckpointError(`${dir}: optimizer step ${opt.metadata.step} disagrees with training_state.json step ${state.step}`);
   const ema = (await stat(join(dir, EMA_FILE)).catch(() => null)) ? (await readTensors(join(dir, EMA_FILE), 'unet.')).tensors : undefined;
   return { path: dir, state, lora, ema, optimizer: { step, m, v } };
 }
