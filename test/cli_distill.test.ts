@@ -80,9 +80,10 @@ describe('tcd distill / tcd precompute', () => {
     const out = join(dir, 'run');
     const common = ['--model', model, '--cache', cache, '--output', out, '--rank', '4', '--batch-size', '2', '--lr', '1e-3', '--checkpoint-every', '1', '--max-checkpoints', '1', '--no-gradient-checkpointing'];
     const t0 = performance.now();
-    const r = await tcd('distill', ...common, '--max-steps', '2');
+    const r = await tcd('distill', ...common, '--max-steps', '2', '--resume', 'latest');
     console.log(`  2 updates via the CLI: ${(performance.now() - t0).toFixed(0)} ms\n${r.stderr}`);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/no checkpoint in .* yet: starting from update 0/);
     expect(r.stderr).toMatch(/distill 1\/2 loss \S+ lr 1\.00e-3/);
     expect(r.stderr).toMatch(/distill 2\/2 loss/);
     expect(r.stdout).toMatch(/pytorch_lora_weights\.safetensors after 2 updates/);

@@ -164,15 +164,18 @@ describe('TcdDistiller', () => {
     expect(diff).toBeGreaterThan(0);
   });
 
-  it('gradient accumulation, EMA target, pseudo-Huber loss and a sample grid', async () => {
+  it('gradient accumulation, EMA target, pseudo-Huber loss, a sample grid; an abort saves a checkpoint and stops', async () => {
     const out = join(dir, 'extras');
     const d = await TcdDistiller.create(
       gpu,
-      opts(out, { maxSteps: 1, gradAccum: 2, emaDecay: 0.5, loss: 'huber', sampleEvery: 1, samplePrompts: ['a fox', 'a cat'], sampleSteps: 2 }),
+      opts(out, { maxSteps: 3, checkpointEvery: 0, gradAccum: 2, emaDecay: 0.5, loss: 'huber', sampleEvery: 1, samplePrompts: ['a fox', 'a cat'], sampleSteps: 2 }),
       models,
     );
-    const res = await d.train();
+    const stop = new AbortController();
+    const res = await d.train({ signal: stop.signal, onStep: (r) => r.step === 1 && stop.abort() });
     d.dispose();
+    expect(res.interrupted, 'the abort saved a checkpoint').toBe(join(out, 'checkpoint-1'));
+    expect(res.lora, 'no final LoRA for an interrupted run').toBeUndefined();
     expect(res.steps).toBe(1);
     const files = await readdir(join(out, 'checkpoint-1'));
     expect(files.sort()).toEqual(['ema_lora.safetensors', 'optimizer.safetensors', 'pytorch_lora_weights.safetensors', 'training_state.json']);

@@ -265,8 +265,9 @@ checkpoints and output
                             samples/ (required)
   --checkpoint-every <n>    save LoRA + optimizer + step every n updates, atomically (default 500)
   --max-checkpoints <n>     keep only the newest n checkpoints (default: all)
-  --resume <folder|latest>  continue from a checkpoint folder, or the newest one in a folder ('latest': --output);
-                            the continued run is bit-for-bit the uninterrupted one
+  --resume <folder|latest>  continue from a checkpoint folder, or the newest one in a folder; 'latest': the newest
+                            in --output, or a fresh start if it has none. The continued run is bit-for-bit the
+                            uninterrupted one. Ctrl-C saves a checkpoint after the current update.
   --sample-every <n>        write a sample grid (TCD sampler, one image per --sample-prompt) every n updates
   --sample-prompt <text>    repeatable; --sample-steps <n> (default 4), --sample-eta <γ> (default 0.3)
   --log <file>              JSONL log, one line per update: loss, lr, grad norm, images/s, GPU memory
@@ -392,7 +393,7 @@ export function parseDistillArgs(argv: readonly string[]): DistillArgs | undefin
     seed: num('--seed', v.seed, { int: true, min: 0, max: 0xffffffff }) ?? 0,
     checkpointEvery: num('--checkpoint-every', v['checkpoint-every'], { int: true, min: 0 }) ?? 500,
     maxCheckpoints: num('--max-checkpoints', v['max-checkpoints'], { int: true, min: 1 }),
-    resume: v.resume === 'latest' ? v.output : v.resume,
+    resume: v.resume,
     emaDecay,
     sampleEvery,
     samplePrompts,

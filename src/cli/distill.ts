@@ -5,6 +5,7 @@ import { Gpu } from '../../runtime/device.js';
 import { dirSource } from '../io/model_source.js';
 import { resolveLayout } from '../pipeline/model_folder.js';
 import { listCaptionedImages, loadPrecomputeModels, modelFingerprint, precomputeDataset } from '../trainer/data/index.js';
+import { listCheckpoints } from '../trainer/checkpoint.js';
 import { type StepReport, TcdDistiller } from '../trainer/distiller.js';
 import type { DistillArgs, PrecomputeArgs } from './args.js';
 import type { CliIo } from './main.js';
@@ -20,6 +21,21 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
   await resolveLayout(args.model);
   if (args.data) await listCaptionedImages(args.data, { manifest: args.manifest }); // a bad folder fails before the GPU opens
   const progress = new CountProgress('distill', io.stderr, !args.quiet);
+  // --resume latest: the newest checkpoint in --output, or a fresh start when there is none yet.
+  let resume = args.resume;
+  if (resume === 'latest') {
+    resume = (await listCheckpoints(args.output)).length ? args.output : undefined;
+    if (!resume) progress.note(`no checkpoint in ${args.output} yet: starting from update 0`);
+  }
+  // Ctrl-C / SIGTERM: finish the update in flight, save a checkpoint, exit; a second signal kills at once.
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(130);
+    progress.note(`${sig}: saving a checkpoint after the current update (again to quit at once)`);
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const gpu = await Gpu.create();
   let d: TcdDistiller | undefined;
   try {
@@ -55,7 +71,7 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
       seed: args.seed,
       checkpointEvery: args.checkpointEvery,
       maxCheckpoints: args.maxCheckpoints,
-      resume: args.resume,
+      resume,
       emaDecay: args.emaDecay,
       sampleEvery: args.sampleEvery,
       samplePrompts: args.samplePrompts,
@@ -66,6 +82,7 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
     if (d.step > 0) progress.note(`resumed at update ${d.step} (${d.samplesSeen} samples seen)`);
     if (d.step >= args.maxSteps) progress.note(`already at --max-steps ${args.maxSteps}: writing the LoRA only`);
     const res = await d.train({
+      signal: stop.signal,
       onStep: (r) => {
         progress.update(r.step, r.maxSteps, stepDetail(r));
         if (r.checkpoint) progress.note(`checkpoint ${r.checkpoint}`);
@@ -73,8 +90,14 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
       },
     });
     progress.stop();
+    if (res.interrupted) {
+      io.stdout.write(`interrupted after update ${d.step}: checkpoint ${res.interrupted} (continue with --resume latest)\n`);
+      return;
+    }
     io.stdout.write(`wrote ${res.lora} after ${d.step} updates (${res.steps} in this run); log ${resolve(args.log ?? `${args.output}/train_log.jsonl`)}\n`);
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     progress.stop();
     d?.dispose();
     await gpu.destroy();

@@ -31,7 +31,7 @@ import { UNet2DConditionModel } from '../unet/unet.js';
 import { AutoencoderKL } from '../vae/autoencoder_kl.js';
 import type { VaeConfigJson } from '../vae/config.js';
 import type { RgbImage } from '../vae/image.js';
-import { type LoadedCheckpoint, type TrainingState, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import { type LoadedCheckpoint, type TrainingState, listCheckpoints, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import { LatentCache, LatentCacheSource, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt, shuffledIndices } from './data/index.js';
 import { dirSource } from '../io/model_source.js';
 import { DdimSolver } from './ddim_solver.js';
@@ -151,6 +151,8 @@ export interface TrainOptions {
   onStep?: (r: StepReport) => void;
   /** Stop after this many updates of this call (tests: simulate an interrupted run). */
   stopAfter?: number;
+  /** When aborted (e.g. on SIGINT), finish the current update, save a checkpoint and return. */
+  signal?: AbortSignal;
 }
 
 interface Resolved {
@@ -580,7 +582,7 @@ export class TcdDistiller {
   }
 
   /** Runs updates until maxSteps: JSONL log, checkpoints every checkpointEvery, sample grids, the final LoRA. */
-  async train(t: TrainOptions = {}): Promise<{ lora?: string; steps: number }> {
+  async train(t: TrainOptions = {}): Promise<{ lora?: string; steps: number; interrupted?: string }> {
     const { mkdir, appendFile } = await import('node:fs/promises');
     const { join } = await import('node:path');
     const out = this.opts.output;
@@ -590,6 +592,11 @@ export class TcdDistiller {
     let done = 0;
     while (this.step < this.opts.maxSteps) {
       if (t.stopAfter !== undefined && done >= t.stopAfter) return { steps: done };
+      if (t.signal?.aborted) {
+        const last = await listCheckpoints(out);
+        const saved = last.at(-1)?.step === this.step ? last.at(-1)!.path : await this.saveCheckpoint();
+        return { steps: done, interrupted: saved };
+      }
       const r = await this.trainStep();
       done++;
       const last = this.step === this.opts.maxSteps;
