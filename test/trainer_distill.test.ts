@@ -127,6 +127,8 @@ describe('TcdDistiller', () => {
     for (const k of ['loss', 'lr', 'gradNorm', 'imagesPerSecond', 'gpuBytes']) expect(typeof log[0][k], k).toBe('number');
     const logFull = (await readFile(join(full, 'train_log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
     expect(log.map((l) => l.loss), 'losses of the resumed run').toEqual(logFull.map((l) => l.loss));
+    console.log(`  GPU pool bytes after each update: ${logFull.map((l) => l.gpuBytes).join(', ')}`);
+    expect(new Set(logFull.slice(1).map((l) => l.gpuBytes)).size, 'no GPU memory growth from update to update').toBe(1);
   });
 
   it('refuses bad options and a resume with other settings, naming each; ignores a half-written checkpoint', async () => {
