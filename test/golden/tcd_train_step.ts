@@ -32,6 +32,7 @@ const TOL_UPDATE_OWN = 5e-3;
 
 interface TrainStepJson {
   solver: { num_ddim_timesteps: number; num_train_timesteps?: number };
+  hyperparameters?: Record<string, unknown>;
   order_of_computation: string[];
   results?: Record<string, unknown>;
 }
@@ -48,7 +49,10 @@ export interface TrainHyper {
   maxGradNorm: number;
 }
 
-/** The step's hyperparameters as the golden states them (its order_of_computation lines). */
+/**
+ * The step's hyperparameters as the golden states them: structured keys when it has them (`hyperparameters`, or
+ * `optimizer` / `loss` objects), else parsed from its order_of_computation lines, which name every value.
+ */
 export function trainHyper(json: TrainStepJson): TrainHyper {
   const text = json.order_of_computation.join('\n');
   const grab = (re: RegExp, what: string): string => {
@@ -56,18 +60,27 @@ export function trainHyper(json: TrainStepJson): TrainHyper {
     if (!m) throw new Error(`train_step.json: cannot find ${what} in order_of_computation (pattern ${re})`);
     return m[1];
   };
-  const adam = /AdamW\(lr=([^,]+),\s*betas=\(([^,]+),\s*([^)]+)\),\s*weight_decay=([^,]+),\s*eps=([^,)]+)/.exec(text);
-  if (!adam) throw new Error('train_step.json: no AdamW(lr=…, betas=(…), weight_decay=…, eps=…) in order_of_computation');
+  const hp = (json.hyperparameters ?? {}) as Record<string, unknown>;
+  const pick = (keys: string[], fallback: () => number | string): number | string => {
+    for (const k of keys) if (hp[k] !== undefined) return hp[k] as number | string;
+    return fallback();
+  };
+  const adam = () => {
+    const m = /AdamW\(lr=([^,]+),\s*betas=\(([^,]+),\s*([^)]+)\),\s*weight_decay=([^,]+),\s*eps=([^,)]+)/.exec(text);
+    if (!m) throw new Error('train_step.json: no AdamW(lr=…, betas=(…), weight_decay=…, eps=…) in order_of_computation');
+    return m;
+  };
+  const betas = hp.betas as [number, number] | undefined;
   return {
     numDdimTimesteps: json.solver.num_ddim_timesteps,
-    huberC: Number(grab(/huber_c\s*=\s*([0-9.eE+-]+)/, 'huber_c')),
-    loss: grab(/loss_(l2|huber)\.backward\(\)/, 'which loss is back-propagated') as LossType,
-    lr: Number(adam[1]),
-    beta1: Number(adam[2]),
-    beta2: Number(adam[3]),
-    weightDecay: Number(adam[4]),
-    eps: Number(adam[5]),
-    maxGradNorm: Number(grab(/clip_grad_norm_\([^,]+,\s*([0-9.eE+-]+)\)/, 'max_grad_norm')),
+    huberC: Number(pick(['huber_c'], () => grab(/huber_c\s*=\s*([0-9.eE+-]+)/, 'huber_c'))),
+    loss: String(pick(['loss_type', 'loss'], () => grab(/loss_(l2|huber)\.backward\(\)/, 'which loss is back-propagated'))) as LossType,
+    lr: Number(pick(['lr', 'learning_rate'], () => adam()[1])),
+    beta1: Number(betas?.[0] ?? pick(['beta1', 'adam_beta1'], () => adam()[2])),
+    beta2: Number(betas?.[1] ?? pick(['beta2', 'adam_beta2'], () => adam()[3])),
+    weightDecay: Number(pick(['weight_decay', 'adam_weight_decay'], () => adam()[4])),
+    eps: Number(pick(['eps', 'adam_epsilon'], () => adam()[5])),
+    maxGradNorm: Number(pick(['max_grad_norm'], () => grab(/clip_grad_norm_\([^,]+,\s*([0-9.eE+-]+)\)/, 'max_grad_norm'))),
   };
 }
 
@@ -78,11 +91,13 @@ function report(rows: [string, number][], tol: number): void {
   expect(bad.map(([n, e]) => `${n}: ${e.toExponential(2)}`), `over ${tol}`).toEqual([]);
 }
 
+const LOOKED_FOR = ['tcd_train_step/train_step.json', 'tiny_unet/config.json'];
+
 export const tcdTrainStepSuite = {
   name: 'tcd_train_step',
-  lookedFor: ['tcd_train_step/train_step.json', 'tiny_unet/config.json'],
+  lookedFor: LOOKED_FOR,
   present(root: string): boolean {
-    return this.lookedFor.every((f) => existsSync(join(root, f)));
+    return LOOKED_FOR.every((f) => existsSync(join(root, f)));
   },
   define(root: string): void {
     const dir = join(root, 'tcd_train_step');
