@@ -322,6 +322,7 @@ export class TcdDistiller {
     const cfg = resolve(opts);
     const resumed = opts.resume ? await loadCheckpoint(opts.resume) : undefined;
     const m = models ?? (await loadDistillModels(gpu, opts.model));
+    let d: TcdDistiller | undefined;
     try {
       const unet = m.unet;
       unet.clearLora();
@@ -343,13 +344,14 @@ export class TcdDistiller {
           centerCrop: opts.centerCrop,
           randomFlip: opts.randomFlip,
         });
-      const d = new TcdDistiller(gpu, m, source, opts, cfg);
+      d = new TcdDistiller(gpu, m, source, opts, cfg);
       d.ownsModels = !models;
       if (cfg.emaDecay !== undefined) d.ema = d.copyAdapters();
       if (resumed) await d.restore(resumed);
       return d;
     } catch (e) {
-      if (!models) for (const x of [m.unet, m.vae, ...m.textEncoders]) x.dispose();
+      if (d) d.dispose(); // frees the optimizer's moments, the EMA and (when loaded here) the models
+      else if (!models) for (const x of [m.unet, m.vae, ...m.textEncoders]) x.dispose();
       throw e;
     }
   }
@@ -392,8 +394,11 @@ export class TcdDistiller {
     if (this.ema) {
       if (!ck.ema) throw new DistillError(`cannot resume ${ck.path}: it has no EMA LoRA (ema_lora.safetensors)`);
       for (const [module, w] of this.ema) {
-        w.a.value.write(ck.ema.get(`${module}.lora_A.weight`)!.data);
-        w.b.value.write(ck.ema.get(`${module}.lora_B.weight`)!.data);
+        const a = ck.ema.get(`${module}.lora_A.weight`);
+        const b = ck.ema.get(`${module}.lora_B.weight`);
+        if (!a || !b) throw new DistillError(`cannot resume ${ck.path}: its EMA LoRA has no ${module}`);
+        w.a.value.write(a.data);
+        w.b.value.write(b.data);
       }
     }
     this.step = ck.state.step;
