@@ -27,10 +27,16 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
     resume = (await listCheckpoints(args.output)).length ? args.output : undefined;
     if (!resume) progress.note(`no checkpoint in ${args.output} yet: starting from update 0`);
   }
-  // Ctrl-C / SIGTERM: finish the update in flight, save a checkpoint, exit; a second signal kills at once.
+  // Ctrl-C / SIGTERM: finish the update in flight, save a checkpoint, exit; a second signal a second later kills at
+  // once (bin/tcd.mjs forwards the terminal's SIGINT, which the child also gets itself: those two are one request).
   const stop = new AbortController();
+  let firstSignal = 0;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (stop.signal.aborted) process.exit(130);
+    if (stop.signal.aborted) {
+      if (performance.now() - firstSignal > 1000) process.exit(130);
+      return;
+    }
+    firstSignal = performance.now();
     progress.note(`${sig}: saving a checkpoint after the current update (again to quit at once)`);
     stop.abort();
   };
