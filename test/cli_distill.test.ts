@@ -1,15 +1,22 @@
 // `tcd precompute` and `tcd distill` through the CLI entry (main(), in process, output captured): --help, usage
 // errors (exit 2) and missing folders (exit 1) with their messages, a precomputed cache of generated captioned images,
 // a 2-update distillation from it with per-update progress lines, checkpoints, --max-checkpoints, the JSONL log and
-// the final LoRA, then --resume latest continuing to a higher --max-steps.
+// the final LoRA, then --resume latest continuing to a higher --max-steps; and a run killed (SIGKILL, in a child
+// process) after its first checkpoint, resumed, ends with the same LoRA file as the run that never stopped.
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, main } from '../src/cli/main.js';
 import { encodePng } from '../src/pipeline/png.js';
 import { makeTinySdxl } from '../scripts/make_tiny_sdxl.js';
 import { seeded } from './helpers.js';
+
+// As test/cli.test.ts: the TypeScript CLI through tsx, or the bundled one on the GPU machine (.gpu-dist/cli.mjs).
+const BUNDLED = import.meta.url.includes('/.gpu-dist/tests/');
+const CLI_ARGS = BUNDLED ? [fileURLToPath(new URL('../cli.mjs', import.meta.url))] : ['--import', 'tsx', resolve('src/cli/main.ts')];
 
 let dir: string;
 let model: string;
@@ -96,5 +103,38 @@ describe('tcd distill / tcd precompute', () => {
     expect(log.map((l) => l.step)).toEqual([1, 2, 3]);
     expect(log.every((l) => Number.isFinite(l.loss) && l.gpuBytes > 0)).toBe(true);
     expect((await readdir(out)).filter((f) => f.startsWith('checkpoint-'))).toEqual(['checkpoint-3']);
+  });
+
+  it('a run killed after its first checkpoint and resumed ends with the LoRA of the run that never stopped', async () => {
+    // Same cache and settings as the previous test's run (3 updates in all): its final LoRA is the reference.
+    const cache = join(dir, 'cache');
+    const out = join(dir, 'killed');
+    const common = ['--model', model, '--cache', cache, '--output', out, '--rank', '4', '--batch-size', '2', '--lr', '1e-3', '--checkpoint-every', '1', '--no-gradient-checkpointing'];
+    const child = spawn(process.execPath, [...CLI_ARGS, 'distill', ...common, '--max-steps', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const exited = new Promise<NodeJS.Signals | number | null>((done) => child.on('close', (code, signal) => done(signal ?? code)));
+    await new Promise<void>((done, fail) => {
+      const timer = setTimeout(() => fail(new Error(`no checkpoint after 240 s:\n${stderr}`)), 240_000);
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        if (/checkpoint \S*checkpoint-1\n/.test(stderr)) {
+          clearTimeout(timer);
+          child.kill('SIGKILL');
+          done();
+        }
+      });
+      child.on('close', () => fail(new Error(`exited before its first checkpoint:\n${stderr}`)));
+    });
+    expect(await exited).toBe('SIGKILL');
+    const kept = (await readdir(out)).filter((f) => f.startsWith('checkpoint-'));
+    console.log(`  killed after: ${kept.join(', ')}`);
+    expect(kept).toContain('checkpoint-1');
+    expect(kept.every((f) => /^checkpoint-\d+(\.tmp-\d+)?$/.test(f))).toBe(true);
+    const r = await tcd('distill', ...common, '--max-steps', '3', '--resume', 'latest');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/resumed at update [12] /);
+    const want = await readFile(join(dir, 'run', 'pytorch_lora_weights.safetensors'));
+    const got = await readFile(join(out, 'pytorch_lora_weights.safetensors'));
+    expect(Buffer.compare(got, want), 'LoRA of the killed + resumed run vs the uninterrupted one').toBe(0);
   });
 });
