@@ -50,7 +50,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const m of models ? [models.unet, models.vae, ...models.textEncoders] : []) m.dispose();
+  models?.dispose();
   await gpu?.destroy();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

@@ -234,19 +234,33 @@ export function noiseScheduleOf(schedulerConfig: Record<string, unknown>): Noise
   };
 }
 
-/** Models a distillation run uses (the UNet with its trainable LoRA; VAE and text encoders for data and samples). */
+/**
+ * Models a distillation run uses: the UNet (teacher, and student with the LoRA); the VAE and text encoders only to
+ * encode an image folder on the fly (VAE encoder) and for sample grids (VAE decoder). Runs from a cache without
+ * sample grids load neither (SDXL: 3.3 GB of f32 text-encoder weights saved).
+ */
 export interface DistillModels {
   unet: UNet2DConditionModel;
-  vae: AutoencoderKL;
-  textEncoders: [ClipTextModel, ClipTextModel];
-  tokenizers: [ClipTokenizer, ClipTokenizer];
+  vae?: AutoencoderKL;
+  textEncoders?: [ClipTextModel, ClipTextModel];
+  tokenizers?: [ClipTokenizer, ClipTokenizer];
   schedulerConfig: Record<string, unknown>;
   forceZerosForEmptyPrompt: boolean;
+  /** Frees every model's weights. */
+  dispose(): void;
 }
 
-export async function loadDistillModels(gpu: Gpu, model: string): Promise<DistillModels> {
+export interface LoadDistillModelsOptions {
+  /** Which VAE parts to load (default 'both'). */
+  vae?: 'both' | 'encoder' | 'decoder' | 'none';
+  /** Load the tokenizers and text encoders (default true). */
+  textEncoders?: boolean;
+}
+
+export async function loadDistillModels(gpu: Gpu, model: string, opts: LoadDistillModelsOptions = {}): Promise<DistillModels> {
   const layout = await resolveLayout(model);
   const owned: { dispose(): void }[] = [];
+  const dispose = () => owned.forEach((m) => m.dispose());
   try {
     const load = async <T>(c: 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2', f: (src: Awaited<ReturnType<typeof openCheckpoint>>) => Promise<T>) => {
       const ckpt = await openCheckpoint(layout.weights[c], { component: c });
@@ -259,26 +273,38 @@ export async function loadDistillModels(gpu: Gpu, model: string): Promise<Distil
     const unet = new UNet2DConditionModel(gpu, layout.configs.unet as UNetConfigJson);
     owned.push(unet);
     await load('unet', (s) => unet.loadWeights(s));
-    const vae = new AutoencoderKL(gpu, layout.configs.vae as VaeConfigJson, { parts: 'both' });
-    owned.push(vae);
-    await load('vae', (s) => vae.loadWeights(s));
-    const te1 = await load('text_encoder', (s) => ClipTextModel.load(gpu, layout.configs.text_encoder as ClipTextConfigJson, s, { withProjection: false }));
-    owned.push(te1);
-    const te2 = await load('text_encoder_2', (s) => ClipTextModel.load(gpu, layout.configs.text_encoder_2 as ClipTextConfigJson, s, { withProjection: true }));
-    owned.push(te2);
-    const tokenizers: [ClipTokenizer, ClipTokenizer] = [await ClipTokenizer.fromFolder(layout.tokenizerDirs[0]), await ClipTokenizer.fromFolder(layout.tokenizerDirs[1])];
-    return {
+    const m: DistillModels = {
       unet,
-      vae,
-      textEncoders: [te1, te2],
-      tokenizers,
       schedulerConfig: layout.schedulerConfig,
       forceZerosForEmptyPrompt: layout.modelIndex.force_zeros_for_empty_prompt !== false,
+      dispose,
     };
+    const parts = opts.vae ?? 'both';
+    if (parts !== 'none') {
+      const vae = new AutoencoderKL(gpu, layout.configs.vae as VaeConfigJson, { parts });
+      owned.push(vae);
+      await load('vae', (s) => vae.loadWeights(s));
+      m.vae = vae;
+    }
+    if (opts.textEncoders ?? true) {
+      const te1 = await load('text_encoder', (s) => ClipTextModel.load(gpu, layout.configs.text_encoder as ClipTextConfigJson, s, { withProjection: false }));
+      owned.push(te1);
+      const te2 = await load('text_encoder_2', (s) => ClipTextModel.load(gpu, layout.configs.text_encoder_2 as ClipTextConfigJson, s, { withProjection: true }));
+      owned.push(te2);
+      m.textEncoders = [te1, te2];
+      m.tokenizers = [await ClipTokenizer.fromFolder(layout.tokenizerDirs[0]), await ClipTokenizer.fromFolder(layout.tokenizerDirs[1])];
+    }
+    return m;
   } catch (e) {
-    owned.forEach((m) => m.dispose());
+    dispose();
     throw e;
   }
+}
+
+/** The VAE and text side, or an error saying what needed them. */
+function encoders(m: DistillModels, what: string): { vae: AutoencoderKL; textEncoders: [ClipTextModel, ClipTextModel]; tokenizers: [ClipTokenizer, ClipTokenizer] } {
+  if (!m.vae || !m.textEncoders || !m.tokenizers) throw new DistillError(`${what} need the VAE and both text encoders, which were not loaded (loadDistillModels options)`);
+  return { vae: m.vae, textEncoders: m.textEncoders, tokenizers: m.tokenizers };
 }
 
 // Stream salts: independent generators for the data order, an example's augmentation and its step randomness.
@@ -321,7 +347,13 @@ export class TcdDistiller {
   static async create(gpu: Gpu, opts: TcdDistillerOptions, models?: DistillModels): Promise<TcdDistiller> {
     const cfg = resolve(opts);
     const resumed = opts.resume ? await loadCheckpoint(opts.resume) : undefined;
-    const m = models ?? (await loadDistillModels(gpu, opts.model));
+    const sampling = cfg.sampleEvery > 0;
+    const m =
+      models ??
+      (await loadDistillModels(gpu, opts.model, {
+        vae: opts.data ? (sampling ? 'both' : 'encoder') : sampling ? 'decoder' : 'none',
+        textEncoders: !!opts.data || sampling,
+      }));
     let d: TcdDistiller | undefined;
     try {
       const unet = m.unet;
@@ -339,7 +371,7 @@ export class TcdDistiller {
         cfg.resolution = cache.config.resolution;
         source = new LatentCacheSource(cache);
       } else
-        source = new EncodingSource(gpu, await listCaptionedImages(opts.data!, { manifest: opts.manifest }), m, {
+        source = new EncodingSource(gpu, await listCaptionedImages(opts.data!, { manifest: opts.manifest }), encoders(m, 'an image folder (data)'), {
           resolution: cfg.resolution,
           centerCrop: opts.centerCrop,
           randomFlip: opts.randomFlip,
@@ -351,7 +383,7 @@ export class TcdDistiller {
       return d;
     } catch (e) {
       if (d) d.dispose(); // frees the optimizer's moments, the EMA and (when loaded here) the models
-      else if (!models) for (const x of [m.unet, m.vae, ...m.textEncoders]) x.dispose();
+      else if (!models) m.dispose();
       throw e;
     }
   }
@@ -568,11 +600,12 @@ export class TcdDistiller {
   /** A row of images, one per sample prompt, made with the TCD sampler and the current LoRA. */
   async sampleGrid(): Promise<RgbImage> {
     const m = this.models;
+    const { vae, textEncoders, tokenizers } = encoders(m, 'sample grids');
     const pipe = new TcdSdxlPipeline(this.gpu, {
       unet: m.unet,
-      vae: m.vae,
-      textEncoders: m.textEncoders,
-      tokenizers: m.tokenizers,
+      vae,
+      textEncoders,
+      tokenizers,
       schedulerConfig: m.schedulerConfig,
       forceZerosForEmptyPrompt: m.forceZerosForEmptyPrompt,
     });
@@ -644,7 +677,7 @@ export class TcdDistiller {
     }
     this.source.dispose?.();
     const m = this.models;
-    if (this.ownsModels) for (const x of [m.unet, m.vae, ...m.textEncoders]) x.dispose();
+    if (this.ownsModels) m.dispose();
     else m.unet.clearLora();
   }
 }
