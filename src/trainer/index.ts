@@ -37,6 +37,7 @@ export {
   loadDistillModels,
   noiseScheduleOf,
   type DistillModels,
+  type LoadDistillModelsOptions,
   type StepReport,
   type TcdDistillerOptions,
   type TrainOptions,
