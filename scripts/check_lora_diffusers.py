@@ -53,6 +53,15 @@ def main() -> int:
     n_lora = sum(1 for n, _ in unet.named_parameters() if "lora_" in n)
     n_file = len(load_file(lora_path))
     print(f"peft attached {n_lora} LoRA tensors; the file holds {n_file}")
+    # The file's alpha reaches peft only through lora_adapter_metadata (diffusers >= 0.35 reads it); older versions
+    # fall back to alpha = r, which would be a wrong scale here (the export uses alpha = 2r on purpose).
+    want_scale = float(config.get("unet.lora_alpha", 1)) / float(config.get("unet.r", 1))
+    scales = {round(m.scaling["tcd"], 6) for m in unet.modules() if isinstance(getattr(m, "scaling", None), dict) and "tcd" in m.scaling}
+    print(f"peft scaling {sorted(scales)}, expected alpha/r = {want_scale}")
+    if scales != {round(want_scale, 6)}:
+        print("FAIL: this diffusers version did not apply the file's lora_alpha (needs a diffusers that reads "
+              "lora_adapter_metadata, >= 0.35)")
+        return 1
 
     t = {k: v.to(args.device) for k, v in load_file(os.path.join(args.dir, "parity.safetensors")).items()}
 
