@@ -4,9 +4,10 @@ import { clipSuite } from './clip.js';
 import { schedulerSuite } from './scheduler.js';
 import type { GoldenSuite } from './suite.js';
 import { tcdLoopSuite } from './tcd_loop.js';
+import { tcdTrainStepSuite } from './tcd_train_step.js';
 import { tcdVectorsSuite } from './tcd_vectors.js';
 import { tokenizerSuite } from './tokenizer.js';
 import { unetSuite } from './unet.js';
 import { vaeSuite } from './vae.js';
 
-export const GOLDEN_SUITES: GoldenSuite[] = [unetSuite, tcdLoopSuite, schedulerSuite, tcdVectorsSuite, vaeSuite, clipSuite, tokenizerSuite];
+export const GOLDEN_SUITES: GoldenSuite[] = [unetSuite, tcdLoopSuite, schedulerSuite, tcdVectorsSuite, vaeSuite, clipSuite, tokenizerSuite, tcdTrainStepSuite];
