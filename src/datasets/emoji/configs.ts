@@ -14,6 +14,7 @@
 // tokens (the 512 byte tokens, the first merges in rank order, then bos / eos): any text still tokenizes (rare words
 // fall apart into smaller pieces), and the token tables stay small enough to ship (8192 × 64 floats, not 49408 × 64).
 import type { ClipTextConfigJson } from '../../text/clip_config.js';
+import { ClipTokenizer } from '../../text/clip_tokenizer.js';
 import type { UNetConfigJson } from '../../unet/config.js';
 import type { VaeConfigJson } from '../../vae/config.js';
 
@@ -190,4 +191,22 @@ export function cutClipVocabulary(vocab: Readonly<Record<string, number>>, merge
 export function emojiTokenizerConfig(padToken: '<|endoftext|>' | '!') {
   const special = { bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: padToken };
   return { special, config: { ...special, model_max_length: 77, do_lower_case: true, tokenizer_class: 'CLIPTokenizer' } };
+}
+
+/**
+ * tokenizer/ and tokenizer_2/ of the teacher folder (relative path → text) and the two tokenizers they describe,
+ * from CLIP's full vocab.json / merges.txt cut to `size` tokens.
+ */
+export function emojiTokenizers(fullVocab: Readonly<Record<string, number>>, fullMerges: string, size = EMOJI_VOCAB_SIZE): { files: Record<string, string>; tokenizers: [ClipTokenizer, ClipTokenizer] } {
+  const { vocab, merges } = cutClipVocabulary(fullVocab, fullMerges, size);
+  const files: Record<string, string> = {};
+  const tokenizers = (['tokenizer', 'tokenizer_2'] as const).map((dir) => {
+    const { special, config } = emojiTokenizerConfig(dir === 'tokenizer' ? '<|endoftext|>' : '!');
+    files[`${dir}/vocab.json`] = JSON.stringify(vocab);
+    files[`${dir}/merges.txt`] = merges;
+    files[`${dir}/special_tokens_map.json`] = JSON.stringify(special, null, 2) + '\n';
+    files[`${dir}/tokenizer_config.json`] = JSON.stringify(config, null, 2) + '\n';
+    return new ClipTokenizer({ vocab, merges, specialTokensMap: special, tokenizerConfig: config }, { name: dir });
+  }) as [ClipTokenizer, ClipTokenizer];
+  return { files, tokenizers };
 }
