@@ -102,8 +102,10 @@ export const EMOJI_UNET_CONFIG: UNetConfigJson = {
   addition_embed_type_num_heads: 64,
   addition_time_embed_dim: ADD_TIME_DIM,
   // diffusers' naming quirk (as SDXL's config): these are head counts; every head is 64 wide.
-  attention_head_dim: [1, 2, 4],
-  block_out_channels: [64, 128, 256],
+  attention_head_dim: [1, 2, 3],
+  // 16.4 M parameters (scripts/emoji/model_stats.ts). [64, 128, 256] with 2 transformer layers at the bottom would be
+  // 32.4 M; [64, 128, 128] 10.4 M, the choice if the bundled model must be smaller.
+  block_out_channels: [64, 128, 192],
   center_input_sample: false,
   class_embed_type: null,
   conv_in_kernel: 3,
@@ -124,7 +126,7 @@ export const EMOJI_UNET_CONFIG: UNetConfigJson = {
   projection_class_embeddings_input_dim: 128 + 6 * ADD_TIME_DIM,
   sample_size: EMOJI_LATENT_SIZE,
   time_embedding_type: 'positional',
-  transformer_layers_per_block: [1, 1, 2],
+  transformer_layers_per_block: [1, 1, 1],
   up_block_types: ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'],
   upcast_attention: false,
   use_linear_projection: true,
