@@ -123,3 +123,67 @@ describe('edge density', () => {
     expect(edgeDensity(img(8, 8, (_x, y) => (y % 4 < 2 ? 0 : 255)))).toBe(6 / 8);
   });
 });
+
+describe('evaluation classifier (GPU)', () => {
+  it('cross-entropy gradient seed matches finite differences; training separates real emoji categories', async () => {
+    const { testGpu } = await import('./helpers.js');
+    const { ImageClassifier, trainClassifier, argmaxRows } = await import('../src/eval/classifier.js');
+    const { Tape, Var, tidy } = await import('../src/autograd/tape.js');
+    const { Tensor } = await import('../src/tensor.js');
+    const { softmax } = await import('../src/kernels/softmax.js');
+    const { readEmojiCatalog, loadEmojiImage } = await import('../src/datasets/emoji/files.js');
+    const gpu = await testGpu();
+    try {
+      const model = new ImageClassifier(gpu, { channels: [8, 16], classes: 3, groups: 4 });
+      model.initRandom({ seed: 4 });
+      // 16×16 versions of three fixture emoji of different categories, labels 0, 1, 2.
+      const items = (await readEmojiCatalog('test/fixtures/emoji')).filter((i) => ['1F600', '1F34E', '1F1EF-1F1F5'].includes(i.id));
+      const images = new Float32Array(3 * 768);
+      for (const [n, it] of items.entries()) {
+        const img = await loadEmojiImage('test/fixtures/emoji', it);
+        for (let c = 0; c < 3; c++) for (let p = 0; p < 256; p++) images[n * 768 + c * 256 + p] = (2 * img.data[3 * ((4 * (p >> 4)) * 64 + 4 * (p & 15)) + c]) / 255 - 1;
+      }
+      const labels = [0, 1, 2];
+      // CE(head.bias) on the host from GPU probabilities vs the seeded backward.
+      const ce = async (bias: Float32Array) => {
+        const p = model.head.bias!;
+        const old = p.var!;
+        p.var = new Var(Tensor.fromArray(gpu, bias, [3]), true, 'head.bias');
+        try {
+          const z = tidy(() => model.logits(new Var(Tensor.fromArray(gpu, images, [3, 3, 16, 16]))));
+          const pr = await softmax(z.value).toArray();
+          return -labels.reduce((s, l, b) => s + Math.log(pr[b * 3 + l]), 0) / 3;
+        } finally {
+          p.var.dispose();
+          p.var = old;
+        }
+      };
+      const tape = new Tape();
+      const z = tape.record(() => tidy(() => model.logits(new Var(Tensor.fromArray(gpu, images, [3, 3, 16, 16])))));
+      const pr = await softmax(z.value).toArray();
+      const seed = Float32Array.from(pr, (v, i) => (v - (labels[Math.floor(i / 3)] === i % 3 ? 1 : 0)) / 3);
+      tape.backward(z, Tensor.fromArray(gpu, seed, [3, 3]));
+      const g = await model.head.bias!.v.grad!.toArray();
+      const b0 = await model.head.bias!.v.value.toArray();
+      for (let k = 0; k < 3; k++) {
+        const plus = b0.slice();
+        const minus = b0.slice();
+        plus[k] += 1e-2;
+        minus[k] -= 1e-2;
+        const fd = ((await ce(plus)) - (await ce(minus))) / (plus[k] - minus[k]);
+        expect(Math.abs(g[k] - fd), `dCE/dbias[${k}]: ${g[k]} vs ${fd}`).toBeLessThan(2e-3);
+      }
+      model.head.bias!.v.zeroGrad();
+      for (const p of model.parameters.values()) p.v.zeroGrad();
+      const losses = await trainClassifier(model, images, [3, 3, 16, 16], labels, { steps: 40, batch: 3, lr: 5e-3, logEvery: 10 });
+      console.log(`  classifier CE ${losses.map((l) => l.toFixed(3)).join(' → ')}`);
+      expect(losses.at(-1)!).toBeLessThan(losses[0]);
+      const { features, probabilities } = await model.evaluate(images, [3, 3, 16, 16], 2);
+      expect(features.length).toBe(3 * 16);
+      expect(argmaxRows(probabilities, 3)).toEqual(labels);
+      model.dispose();
+    } finally {
+      await gpu.destroy();
+    }
+  });
+});
