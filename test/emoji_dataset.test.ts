@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { EMOJI_CATEGORIES, EmojiCatalogError, buildEmojiCatalog, emojiCaption, skinToneNames } from '../src/datasets/emoji/catalog.js';
 import { compositeOver } from '../src/datasets/emoji/image.js';
-import { exportEmojiDataset, loadEmojiImage, loadEmojiSplit, readEmojiCatalog } from '../src/datasets/emoji/files.js';
+import { exportEmojiDataset, loadEmojiImage, loadEmojiSplit, packEmojiSplit, readEmojiCatalog } from '../src/datasets/emoji/files.js';
 import { decodePng } from '../src/pipeline/png.js';
 
 const FIX = 'test/fixtures/emoji';
@@ -104,6 +104,14 @@ describe('emoji images', () => {
         expect(Math.min(...arr.images)).toBeGreaterThanOrEqual(-1);
         expect(Math.max(...arr.images)).toBeLessThanOrEqual(1);
       }
+      // The compact form (raw bytes) loads to the very same arrays.
+      await packEmojiSplit(`${out}/train`, `${out}/packed/train`);
+      const a = await loadEmojiSplit(`${out}/train`);
+      const b = await loadEmojiSplit(`${out}/packed/train`);
+      expect(b.shape).toEqual(a.shape);
+      expect(b.captions).toEqual(a.captions);
+      expect(Array.from(b.images).every((v, i) => v === a.images[i])).toBe(true);
+      expect((await loadEmojiSplit(`${out}/packed/train`, 1)).shape[0]).toBe(1);
       await expect(loadEmojiSplit(`${out}/nope`)).rejects.toThrow(/metadata\.jsonl/);
       await expect(readEmojiCatalog(`${out}/nope`)).rejects.toThrow(/scripts\/emoji\/fetch\.mjs/);
     } finally {

@@ -13,6 +13,7 @@ import { readEmojiCatalog, loadEmojiImage } from '../src/datasets/emoji/files.js
 import { TcdSdxlPipeline } from '../src/pipeline/tcd_sdxl_pipeline.js';
 import { SDXL_NOISE_SCHEDULE, alphasCumprod } from '../src/schedulers/noise_schedule.js';
 import { findCheckpoint, readState, readTensors } from '../src/teacher/folder.js';
+import { packCheckpoint, unpackCheckpoint } from '../src/teacher/transport.js';
 import { diffusionLoss, vaeLoss } from '../src/teacher/losses.js';
 import { FullAdamW } from '../src/teacher/optimizer.js';
 import { type TeacherConfigs, TeacherModels, StepRng, trainTeacher } from '../src/teacher/trainer.js';
@@ -222,6 +223,25 @@ describe('trainTeacher', () => {
       const vaeCfg = JSON.parse(await readFile(`${ckA}/vae/config.json`, 'utf8'));
       expect(vaeCfg.scaling_factor).not.toBe(1);
       expect((await readFile(`${dirA}/log.jsonl`, 'utf8')).trim().split('\n').length).toBeGreaterThanOrEqual(6);
+      // Packed for a GPU session boundary (F16 shards, no moments) and unpacked: the weights are A's rounded to F16, and
+      // training resumes from it (fresh AdamW, learning rate warmed up again).
+      const dirP = `${dirB}/packed`;
+      const dirC = `${dirB}/run-c`;
+      const packedFiles = await packCheckpoint(ckA, dirP);
+      expect(packedFiles.length).toBeLessThanOrEqual(8);
+      const cState = await unpackCheckpoint(dirP, dirC, { vae: configs.vae, unet: configs.unet, text_encoder: configs.textEncoder, text_encoder_2: configs.textEncoder2 });
+      expect(cState.step).toBe(2);
+      const wa = (await readTensors(`${ckA}/unet/diffusion_pytorch_model.safetensors`))!;
+      const wc = (await readTensors(`${dirC}/checkpoint/unet/diffusion_pytorch_model.safetensors`))!;
+      // Round to nearest F16: |error| ≤ 2⁻¹¹·|x| for normals, half the subnormal spacing 2⁻²⁵ below.
+      let excess = -Infinity;
+      for (const [k, e] of wa)
+        for (let i = 0; i < e.data.length; i++) excess = Math.max(excess, Math.abs(e.data[i] - wc.get(k)!.data[i]) - (2 ** -11 * Math.abs(e.data[i]) + 2 ** -25));
+      console.log(`  packed (F16) UNet: rounding within the F16 bound (worst excess ${excess.toExponential(2)})`);
+      expect(excess).toBeLessThanOrEqual(0);
+      expect(JSON.parse(await readFile(`${dirC}/checkpoint/vae/config.json`, 'utf8')).scaling_factor).toBe(vaeCfg.scaling_factor);
+      const c = await trainTeacher(gpu, data, { ...base, runDir: dirC, diffusion: { ...base.diffusion, steps: 3, warmupSteps: 2 } });
+      expect([c.stage, c.step]).toEqual(['done', 3]);
       // The checkpoint is a diffusers SDXL folder: the sampling pipeline loads it and draws a 16×16 image.
       const pipe = await TcdSdxlPipeline.fromPretrained(gpu, ckA);
       const out = await pipe.generate({ prompt: data.captions[0], width: 16, height: 16, steps: 2, seed: 1, scheduler: 'ddim' });

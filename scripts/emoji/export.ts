@@ -1,7 +1,8 @@
 // Exports the emoji dataset (captioned 64×64 RGB PNGs, train / held-out folders; layout in src/datasets/emoji/files.ts).
 //   node scripts/emoji/fetch.mjs && npx tsx scripts/emoji/export.ts [--out out/emoji] [--background 255,255,255]
 import { parseArgs } from 'node:util';
-import { exportEmojiDataset } from '../../src/datasets/emoji/files.js';
+import { execFileSync } from 'node:child_process';
+import { exportEmojiDataset, packEmojiSplit } from '../../src/datasets/emoji/files.js';
 
 const HELP = `usage: npx tsx scripts/emoji/export.ts [options]
 
@@ -13,6 +14,8 @@ licence attribution, from the package extracted by 'node scripts/emoji/fetch.mjs
   --background r,g,b     colour under the transparent pixels (default 255,255,255)
   --heldout <fraction>   base emoji held out per category (default 0.1)
   --seed <n>             split seed (default 0)
+  --pack <dir>           also write the compact form for the GPU machine: <dir>/{train,heldout}/metadata.jsonl +
+                         images.u8 (raw bytes), then xz them (images.u8.xz; there: xz -d <dir>/*/images.u8.xz)
   -h, --help             this help`;
 
 const { values } = parseArgs({
@@ -22,6 +25,7 @@ const { values } = parseArgs({
     background: { type: 'string', default: '255,255,255' },
     heldout: { type: 'string', default: '0.1' },
     seed: { type: 'string', default: '0' },
+    pack: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -45,3 +49,10 @@ const s = await exportEmojiDataset(values.package!, values.out!, {
 });
 console.log(`${values.out}: ${s.train} train, ${s.heldout} held-out images in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 for (const [c, n] of Object.entries(s.categories)) console.log(`  ${c.padEnd(18)} train ${String(n.train).padStart(4)}  held-out ${String(n.heldout).padStart(3)}`);
+if (values.pack) {
+  for (const split of ['train', 'heldout']) {
+    const n = await packEmojiSplit(`${values.out}/${split}`, `${values.pack}/${split}`);
+    execFileSync('xz', ['-9e', '-T2', '-f', `${values.pack}/${split}/images.u8`], { stdio: 'inherit' });
+    console.log(`${values.pack}/${split}: ${n} images → images.u8.xz`);
+  }
+}

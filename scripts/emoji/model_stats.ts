@@ -99,8 +99,8 @@ const rows: [string, Cost][] = [
   ['VAE encoder (64²×3 → 16²×4)', vaeCost('encoder')],
   ['VAE decoder (16²×4 → 64²×3)', vaeCost('decoder')],
   ['text_encoder (hidden 64, 3 layers)', clipCost(EMOJI_TEXT_ENCODER_CONFIG, false)],
-  ['text_encoder_2 (hidden 128, 4 layers)', clipCost(EMOJI_TEXT_ENCODER_2_CONFIG, true)],
-  ['UNet (16² latent, 64/128/192 ch)', unetCost()],
+  ['text_encoder_2 (hidden 96, 3 layers)', clipCost(EMOJI_TEXT_ENCODER_2_CONFIG, true)],
+  ['UNet (16² latent, 32/64/128 ch, 1 resnet per level)', unetCost()],
 ];
 if (process.argv.includes('--json')) {
   console.log(JSON.stringify(Object.fromEntries(rows), null, 2));

@@ -29,7 +29,7 @@ Resumes from <run>/checkpoint (a diffusers SDXL folder + train/) whenever one ex
 data
   --data <dir>              exported dataset (npx tsx scripts/emoji/export.ts; default out/emoji): reads <dir>/train
   --limit <n>               use only the first n training images (smoke runs)
-  --tokenizer <dir>         CLIP vocab.json + merges.txt to cut to 8192 tokens (default test/fixtures/clip_tokenizer)
+  --tokenizer <dir>         CLIP vocab.json + merges.txt to cut to 4096 tokens (default test/fixtures/clip_tokenizer)
 run
   --run <dir>               run folder (default runs/emoji-teacher)
   --seed <n>                default 0

@@ -219,6 +219,8 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
 
   const resumeDir = await findCheckpoint(opts.runDir);
   let state: TeacherState = resumeDir ? await readState(resumeDir) : { stage: 'vae', step: 0, vaeSteps: 0, seed, seconds: 0 };
+  // A finished run given more diffusion steps continues.
+  if (state.stage === 'done' && state.step < opts.diffusion.steps) state = { ...state, stage: 'diffusion' };
   if (resumeDir) {
     const { readFile } = await import('node:fs/promises');
     const saved = JSON.parse(await readFile(`${resumeDir}/vae/config.json`, 'utf8')) as VaeConfigJson;
@@ -254,6 +256,8 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
       const optimizer = new FullAdamW(gpu, named('vae', models.vae.parameters), { weightDecay: 0 });
       const moments = resumeDir && (await readTensors(`${resumeDir}/train/optimizer.safetensors`));
       if (moments && state.step > 0) optimizer.loadState(moments, state.step);
+      // Resumed without moments (a packed checkpoint, src/teacher/transport.ts): warm the learning rate up again.
+      const warmFrom = moments ? 0 : state.step;
       const one = Tensor.fromArray(gpu, [1], [1], { label: 'dloss' });
       let t0 = elapsed();
       let seen = 0;
@@ -274,7 +278,7 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
           ),
         );
         tape.backward(parts.loss, one);
-        const lr = lrAt(o, state.step);
+        const lr = lrAt(o, state.step - warmFrom);
         optimizer.update(lr);
         state.step++;
         seen += o.batch;
@@ -327,6 +331,7 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
     const optimizer = new FullAdamW(gpu, params, { weightDecay: 1e-2 });
     const moments = resumeDir && state.stage === 'diffusion' && state.step > 0 && (await readTensors(`${resumeDir}/train/optimizer.safetensors`));
     if (moments) optimizer.loadState(moments, state.step);
+    const warmFrom = moments ? 0 : state.step;
 
     const latents = await encodeDataset(models.vae, data);
     const sf = configs.vae.scaling_factor ?? 1;
@@ -361,7 +366,7 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
         const tape = new Tape();
         const loss = tape.record(() => tidy(() => diffusionLoss(m, batch, ac)));
         tape.backward(loss, one);
-        const lr = lrAt(o, state.step);
+        const lr = lrAt(o, state.step - warmFrom);
         optimizer.update(lr);
         state.step++;
         seen += o.batch;

@@ -12,14 +12,19 @@
 // Text: two CLIP encoders as SDXL has (text_encoder: CLIPTextModel, text_encoder_2: CLIPTextModelWithProjection whose
 // projection is the UNet's pooled text_embeds), both on the CLIP BPE tokenizer cut to its first EMOJI_VOCAB_SIZE
 // tokens (the 512 byte tokens, the first merges in rank order, then bos / eos): any text still tokenizes (rare words
-// fall apart into smaller pieces), and the token tables stay small enough to ship (8192 × 64 floats, not 49408 × 64).
+// fall apart into smaller pieces), and the token tables stay small enough to ship (4096 × 64 floats, not 49408 × 64).
+//
+// Size: 6.4 M parameters, 12.8 MB in F16 (scripts/emoji/model_stats.ts). The bound is the GPU machine, not the
+// emoji: a device run carries at most 64 MiB with the working tree (~15 MB), Node + dawn.node (.gpu, ~30 MB), the
+// bundled scripts and the dataset (7 MB as raw bytes + xz), so the teacher that must travel to every distillation
+// and evaluation session gets what is left, ~13 MB in F16. Same budget as the bundled default the package ships.
 import type { ClipTextConfigJson } from '../../text/clip_config.js';
 import { ClipTokenizer } from '../../text/clip_tokenizer.js';
 import type { UNetConfigJson } from '../../unet/config.js';
 import type { VaeConfigJson } from '../../vae/config.js';
 
-/** Tokens of the cut CLIP vocabulary: ids 0…8189 are the CLIP ids below 8190, then <|startoftext|>, <|endoftext|>. */
-export const EMOJI_VOCAB_SIZE = 8192;
+/** Tokens of the cut CLIP vocabulary: ids 0…4093 are the CLIP ids below 4094, then <|startoftext|>, <|endoftext|>. */
+export const EMOJI_VOCAB_SIZE = 4096;
 export const EMOJI_BOS = EMOJI_VOCAB_SIZE - 2;
 export const EMOJI_EOS = EMOJI_VOCAB_SIZE - 1;
 export const EMOJI_IMAGE_SIZE = 64;
@@ -29,7 +34,7 @@ export const EMOJI_VAE_CONFIG: VaeConfigJson = {
   _class_name: 'AutoencoderKL',
   _diffusers_version: '0.40.0.dev0',
   act_fn: 'silu',
-  block_out_channels: [32, 64, 128],
+  block_out_channels: [32, 64, 64],
   down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
   up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D'],
   in_channels: 3,
@@ -66,7 +71,10 @@ const CLIP_COMMON = {
   torch_dtype: 'float32',
 };
 
-/** text_encoder: CLIPTextModel (SDXL: CLIP ViT-L, quick_gelu). Its penultimate hidden state is 64 of the 192 context features. */
+/**
+ * text_encoder: CLIPTextModel (SDXL: CLIP ViT-L, quick_gelu). Its penultimate hidden state is 64 of the 160 context
+ * features; as in SDXL its last layer and final norm are never used (no gradient, kept for the architecture).
+ */
 export const EMOJI_TEXT_ENCODER_CONFIG: ClipTextConfigJson = {
   ...CLIP_COMMON,
   architectures: ['CLIPTextModel'],
@@ -78,16 +86,16 @@ export const EMOJI_TEXT_ENCODER_CONFIG: ClipTextConfigJson = {
   projection_dim: 64,
 };
 
-/** text_encoder_2: CLIPTextModelWithProjection (SDXL: OpenCLIP bigG, gelu); text_embeds are the pooled 128. */
+/** text_encoder_2: CLIPTextModelWithProjection (SDXL: OpenCLIP bigG, gelu); text_embeds are the pooled 96. */
 export const EMOJI_TEXT_ENCODER_2_CONFIG: ClipTextConfigJson = {
   ...CLIP_COMMON,
   architectures: ['CLIPTextModelWithProjection'],
-  hidden_size: 128,
-  intermediate_size: 512,
-  num_hidden_layers: 4,
+  hidden_size: 96,
+  intermediate_size: 384,
+  num_hidden_layers: 3,
   num_attention_heads: 2,
   hidden_act: 'gelu',
-  projection_dim: 128,
+  projection_dim: 96,
 };
 
 /** The 6 SDXL time ids (original size, crop top-left, target size) for a 64×64 emoji. */
@@ -102,28 +110,27 @@ export const EMOJI_UNET_CONFIG: UNetConfigJson = {
   addition_embed_type_num_heads: 64,
   addition_time_embed_dim: ADD_TIME_DIM,
   // diffusers' naming quirk (as SDXL's config): these are head counts; every head is 64 wide.
-  attention_head_dim: [1, 2, 3],
-  // 16.4 M parameters (scripts/emoji/model_stats.ts). [64, 128, 256] with 2 transformer layers at the bottom would be
-  // 32.4 M; [64, 128, 128] 10.4 M, the choice if the bundled model must be smaller.
-  block_out_channels: [64, 128, 192],
+  attention_head_dim: [1, 1, 2],
+  // 4.3 M parameters. Two resnets per level would be 6.3 M, [64, 128, 192] 16.4 M: both over the transport budget.
+  block_out_channels: [32, 64, 128],
   center_input_sample: false,
   class_embed_type: null,
   conv_in_kernel: 3,
   conv_out_kernel: 3,
-  cross_attention_dim: 64 + 128,
+  cross_attention_dim: 64 + 96,
   down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
   downsample_padding: 1,
   dropout: 0,
   flip_sin_to_cos: true,
   freq_shift: 0,
   in_channels: 4,
-  layers_per_block: 2,
+  layers_per_block: 1,
   mid_block_type: 'UNetMidBlock2DCrossAttn',
   norm_eps: 1e-5,
-  norm_num_groups: 32,
+  norm_num_groups: 16,
   num_attention_heads: null,
   out_channels: 4,
-  projection_class_embeddings_input_dim: 128 + 6 * ADD_TIME_DIM,
+  projection_class_embeddings_input_dim: 96 + 6 * ADD_TIME_DIM,
   sample_size: EMOJI_LATENT_SIZE,
   time_embedding_type: 'positional',
   transformer_layers_per_block: [1, 1, 1],
