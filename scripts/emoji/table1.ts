@@ -15,7 +15,7 @@ import type { SchedulerName } from '../../src/pipeline/scheduler_choice.js';
 import { TcdSdxlPipeline } from '../../src/pipeline/tcd_sdxl_pipeline.js';
 import type { RgbImage } from '../../src/vae/image.js';
 
-const HELP = `usage: npx tsx scripts/emoji/table1.ts --model <teacher folder> --classifier <dir> [options]
+const HELP = `usage: npx tsx scripts/emoji/table1.ts --model <teacher folder> [--classifier <dir>] [options]
 
 For each method and step count, samples one image per held-out caption (seed = --seed + caption index, the same
 for every method) and reports:
@@ -29,7 +29,8 @@ A method whose LoRA is not given is listed as not run. Writes <out>/table1.json,
 (rows: method × steps, columns: the first --grid captions) and gamma_grid.png.
 
   --model <dir>             teacher folder (a diffusers SDXL folder, e.g. runs/emoji-teacher/checkpoint)
-  --classifier <dir>        from scripts/emoji/train_classifier.ts (config.json + model.safetensors)
+  --classifier <dir>        from scripts/emoji/train_classifier.ts (config.json + model.safetensors); without it
+                            FD and accuracy are left out (a quick look at samples: --methods ddim --steps 50)
   --tcd-lora <file>         TCD LoRA (safetensors); --lcm-lora <file> LCM LoRA
   --data <dir>              exported dataset (default out/emoji)
   --out <dir>               default out/table1
@@ -74,7 +75,7 @@ const fail = (msg: string): never => {
   console.error(msg);
   process.exit(2);
 };
-if (!values.model || !values.classifier) fail('--model and --classifier are required (see --help)');
+if (!values.model) fail('--model is required (see --help)');
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const nums = (flag: string, s: string) => list(s).map((x) => (Number.isFinite(Number(x)) ? Number(x) : fail(`--${flag}: '${x}' is not a number`)));
 
@@ -106,9 +107,16 @@ const gpu = await Gpu.create();
 console.log(`adapter: ${gpu.describe()}; ${N} held-out captions`);
 
 const { readFile } = await import('node:fs/promises');
-const clsConfig = JSON.parse(await readFile(`${values.classifier}/config.json`, 'utf8')) as ClassifierConfig;
-const classifier = new ImageClassifier(gpu, clsConfig);
-await classifier.loadWeights(await fileSource(`${values.classifier}/model.safetensors`));
+let classifier: ImageClassifier | undefined;
+let clsConfig: ClassifierConfig = { channels: [0], classes: EMOJI_CATEGORIES.length, groups: 1 };
+if (values.classifier) {
+  clsConfig = JSON.parse(await readFile(`${values.classifier}/config.json`, 'utf8')) as ClassifierConfig;
+  classifier = new ImageClassifier(gpu, clsConfig);
+  await classifier.loadWeights(await fileSource(`${values.classifier}/model.safetensors`));
+}
+/** Features and probabilities, or NaN-free empties without a classifier. */
+const evaluate = async (images: Float32Array, shape: readonly [number, number, number, number]) =>
+  classifier ? classifier.evaluate(images, shape) : { features: new Float32Array(0), probabilities: new Float32Array(0) };
 
 /** Images (RGB bytes) → [N, 3, H, W] in [-1, 1]. */
 function toArray(images: readonly RgbImage[]): { data: Float32Array; shape: [number, number, number, number] } {
@@ -128,11 +136,10 @@ function realImages(d: EmojiArrays): RgbImage[] {
   });
 }
 
-const realHeld = await classifier.evaluate(held.images, held.shape);
+const realHeld = await evaluate(held.images, held.shape);
 // The reference floor of the FD column: real training images vs the held-out ones.
-const train = await loadEmojiSplit(`${values.data}/train`);
-const realTrain = await classifier.evaluate(train.images, train.shape);
-const D = classifier.featureDim;
+const realTrain = classifier ? await evaluate(...(await loadEmojiSplit(`${values.data}/train`).then((t) => [t.images, t.shape] as const))) : realHeld;
+const D = classifier?.featureDim ?? 0;
 const K = clsConfig.classes;
 
 interface Row {
@@ -147,20 +154,20 @@ interface Row {
 }
 async function score(images: RgbImage[], label: Omit<Row, 'fd' | 'edges' | 'pngBytesPerPixel' | 'accuracy'>): Promise<Row> {
   const { data, shape } = toArray(images);
-  const { features, probabilities } = await classifier.evaluate(data, shape);
+  const { features, probabilities } = await evaluate(data, shape);
   const pred = argmaxRows(probabilities, K);
   return {
     ...label,
-    fd: N > 1 ? frechetDistanceOf(features, realHeld.features, D) : NaN,
+    fd: classifier && N > 1 ? frechetDistanceOf(features, realHeld.features, D) : NaN,
     edges: images.reduce((s, im) => s + edgeDensity(im), 0) / images.length,
     pngBytesPerPixel: images.reduce((s, im) => s + encodePng(im).length / (im.width * im.height), 0) / images.length,
-    accuracy: pred.filter((p, i) => p === held.categories[i]).length / N,
+    accuracy: classifier ? pred.filter((p, i) => p === held.categories[i]).length / N : NaN,
   };
 }
 
 const real = realImages(held);
 const rows: Row[] = [
-  { ...(await score(real, { method: 'real held-out images (FD: training images)', steps: 0, seconds: 0 })), fd: frechetDistanceOf(realTrain.features, realHeld.features, D) },
+  { ...(await score(real, { method: 'real held-out images (FD: training images)', steps: 0, seconds: 0 })), fd: classifier ? frechetDistanceOf(realTrain.features, realHeld.features, D) : NaN },
 ];
 const notRun: string[] = [];
 const gridRows: { label: string; images: RgbImage[] }[] = [];
@@ -194,7 +201,7 @@ for (const m of methods) {
       const row = await score(images, { method: m.label, steps, ...(eta !== undefined ? { gamma: eta } : {}), seconds });
       rows.push(row);
       gridRows.push({ label: `${m.label} ${steps}`, images: images.slice(0, gridN) });
-      console.log(`${m.label.padEnd(18)} ${String(steps).padStart(2)} steps: FD ${row.fd.toFixed(3)}, edges ${row.edges.toFixed(4)}, png ${row.pngBytesPerPixel.toFixed(3)} B/px, accuracy ${(100 * row.accuracy).toFixed(1)} % (${seconds.toFixed(1)} s)`);
+      console.log(`${m.label.padEnd(18)} ${String(steps).padStart(2)} steps: FD ${row.fd.toFixed(3)}, edges ${row.edges.toFixed(4)}, png ${row.pngBytesPerPixel.toFixed(3)} B/px, accuracy ${(100 * row.accuracy).toFixed(1)} % (${seconds.toFixed(1)} s)`.replace(/NaN %?/g, '—'));
     }
     if (m.key === 'tcd')
       for (const g of gammas) {
@@ -235,9 +242,9 @@ if (g1) await writePng(`${out}/grid.png`, g1);
 const g2 = grid(gammaRows);
 if (g2) await writePng(`${out}/gamma_grid.png`, g2);
 const fmt = (r: Row) =>
-  `| ${r.method} | ${r.steps || '—'} | ${r.gamma ?? '—'} | ${Number.isFinite(r.fd) ? r.fd.toFixed(3) : '—'} | ${r.edges.toFixed(4)} | ${r.pngBytesPerPixel.toFixed(3)} | ${(100 * r.accuracy).toFixed(1)} % |`;
+  `| ${r.method} | ${r.steps || '—'} | ${r.gamma ?? '—'} | ${Number.isFinite(r.fd) ? r.fd.toFixed(3) : '—'} | ${r.edges.toFixed(4)} | ${r.pngBytesPerPixel.toFixed(3)} | ${Number.isFinite(r.accuracy) ? `${(100 * r.accuracy).toFixed(1)} %` : '—'} |`;
 const md = [
-  `Held-out captions: ${N} (seeds ${seed}…${seed + N - 1}); teacher guidance ${teacherGuidance}; FD on ${D}-d classifier features vs the held-out real images; categories: ${EMOJI_CATEGORIES.length}.`,
+  `Held-out captions: ${N} (seeds ${seed}…${seed + N - 1}); teacher guidance ${teacherGuidance}; ${classifier ? `FD on ${D}-d classifier features vs the held-out real images; categories: ${EMOJI_CATEGORIES.length}` : 'no --classifier: FD and accuracy not measured'}.`,
   '',
   '| method | steps | γ | FD ↓ | edge density | PNG B/px | category accuracy ↑ |',
   '|---|---|---|---|---|---|---|',
@@ -251,11 +258,11 @@ const html = `<!doctype html><meta charset="utf-8"><title>Table 1 (emoji)</title
 <style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{image-rendering:pixelated;width:${(g1?.width ?? 0) * 2}px}</style>
 <h1>TCD vs samplers on the emoji teacher</h1><p>${esc(md.split('\n')[0])}</p>
 <table><tr><th>method</th><th>steps</th><th>γ</th><th>FD ↓</th><th>edge density</th><th>PNG B/px</th><th>category accuracy ↑</th></tr>
-${rows.map((r) => `<tr><td>${esc(r.method)}</td><td>${r.steps || '—'}</td><td>${r.gamma ?? '—'}</td><td>${Number.isFinite(r.fd) ? r.fd.toFixed(3) : '—'}</td><td>${r.edges.toFixed(4)}</td><td>${r.pngBytesPerPixel.toFixed(3)}</td><td>${(100 * r.accuracy).toFixed(1)} %</td></tr>`).join('\n')}
+${rows.map((r) => `<tr><td>${esc(r.method)}</td><td>${r.steps || '—'}</td><td>${r.gamma ?? '—'}</td><td>${Number.isFinite(r.fd) ? r.fd.toFixed(3) : '—'}</td><td>${r.edges.toFixed(4)}</td><td>${r.pngBytesPerPixel.toFixed(3)}</td><td>${Number.isFinite(r.accuracy) ? `${(100 * r.accuracy).toFixed(1)} %` : '—'}</td></tr>`).join('\n')}
 </table>${notRun.length ? `<p>Not run: ${esc(notRun.join('; '))}.</p>` : ''}
 ${g1 ? `<h2>Samples</h2><p>Rows: real, ${esc(gridRows.map((r) => r.label).join(', '))}. Columns: ${esc(held.captions.slice(0, gridN).join(' | '))}</p><img src="grid.png">` : ''}
 ${g2 ? `<h2>TCD γ sweep</h2><p>Rows: ${esc(gammaRows.map((r) => r.label).join(', '))}</p><img src="gamma_grid.png">` : ''}`;
 await writeFile(`${out}/table1.html`, html);
 console.log(`\n${md}\n\nwrote ${out}/table1.{json,md,html}${g1 ? ', grid.png' : ''}${g2 ? ', gamma_grid.png' : ''}`);
-classifier.dispose();
+classifier?.dispose();
 await gpu.destroy();

@@ -126,7 +126,10 @@ export async function packEmojiSplit(dir: string, out: string): Promise<number> 
  */
 export async function loadEmojiSplit(dir: string, limit = Infinity): Promise<EmojiArrays> {
   const { readFile } = await import('node:fs/promises');
-  const lines = (await readFile(`${dir}/metadata.jsonl`, 'utf8')).split('\n').filter((l) => l.trim());
+  const text = await readFile(`${dir}/metadata.jsonl`, 'utf8').catch((e: Error) => {
+    throw new Error(`${dir}/metadata.jsonl: cannot read (${e.message}); expected a split folder written by scripts/emoji/export.ts`);
+  });
+  const lines = text.split('\n').filter((l) => l.trim());
   const rows = lines.slice(0, limit).map((l, i) => {
     const r = JSON.parse(l) as { file_name?: unknown; text?: unknown; category_index?: unknown };
     if (typeof r.file_name !== 'string' || typeof r.text !== 'string' || typeof r.category_index !== 'number')
