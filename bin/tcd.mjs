@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `tcd` launcher. In a checkout (src/ and the tsx dev dependency present) it runs src/cli/main.ts through tsx's ESM
-// loader in a child Node process, so the TypeScript sources are always what runs; otherwise the compiled
-// dist/src/cli/main.js (`npm run build`).
+// `tcd` launcher for a checkout (not shipped: the package's bin is the compiled dist/src/cli/bin.js). With src/ and the
+// tsx dev dependency present it runs src/cli/main.ts through tsx's ESM loader in a child Node process, so the
+// TypeScript sources are always what runs; otherwise the compiled dist/src/cli/main.js (`npm run build`).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';

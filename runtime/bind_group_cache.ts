@@ -29,14 +29,14 @@ export class BindGroupCache {
   get(
     layout: GPUBindGroupLayout,
     bindings: readonly number[],
-    buffers: readonly ({ buffer: GPUBuffer; bindingBytes: number } | undefined)[],
+    buffers: readonly ({ buffer: GPUBuffer; byteOffset?: number; bindingBytes: number } | undefined)[],
     uniform: GPUBufferBinding | undefined,
     create: () => GPUBindGroup,
   ): GPUBindGroup {
     let key = String(this.id(layout));
     for (let k = 0; k < bindings.length; k++) {
       const b = buffers[k];
-      key += b ? `,${bindings[k]}:${this.id(b.buffer)}:${b.bindingBytes}` : `,${bindings[k]}:u${this.id(uniform!.buffer)}:${uniform!.size}`;
+      key += b ? `,${bindings[k]}:${this.id(b.buffer)}@${b.byteOffset ?? 0}:${b.bindingBytes}` : `,${bindings[k]}:u${this.id(uniform!.buffer)}:${uniform!.size}`;
     }
     let bg = this.map.get(key);
     if (bg) {

@@ -1,5 +1,7 @@
 // The Gpu: one adapter + device and the runtime services built on it (buffer pool, uniform arena, pipeline cache,
 // batched submission, profiler). Same interface in Node (dawn.node) and browsers (navigator.gpu).
+// The package's .d.ts use the WebGPU types (GPUDevice, GPUBuffer, …): consumers get them with the declarations.
+/// <reference types="@webgpu/types" preserve="true" />
 import { BindGroupCache } from './bind_group_cache.js';
 import { BufferPool } from './buffer_pool.js';
 import { GpuError, LimitError } from './errors.js';
@@ -41,6 +43,26 @@ function isNode(): boolean {
   return !!p?.versions?.node && !(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu;
 }
 
+/** Gpu.fromDevice: a device that an engine created and owns. */
+export interface ExternalDeviceOptions {
+  /** The adapter the device came from, for summary() / describe() (default: the device's adapterInfo). */
+  adapter?: GPUAdapter;
+  /** Submit and error-check each dispatch on its own (debug). Env: TCD_IMMEDIATE=1. */
+  immediate?: boolean;
+  /** Dispatches per submit (default 64). */
+  batchSize?: number;
+}
+
+/**
+ * The WebGPU flag constants (spec values). dawn.node does not define them globally; Gpu.create() takes them from the
+ * `webgpu` package, and Gpu.fromDevice() in Node, where the engine may not have, installs these.
+ */
+const WEBGPU_FLAGS = {
+  GPUBufferUsage: { MAP_READ: 1, MAP_WRITE: 2, COPY_SRC: 4, COPY_DST: 8, INDEX: 16, VERTEX: 32, UNIFORM: 64, STORAGE: 128, INDIRECT: 256, QUERY_RESOLVE: 512 },
+  GPUMapMode: { READ: 1, WRITE: 2 },
+  GPUShaderStage: { VERTEX: 1, FRAGMENT: 2, COMPUTE: 4 },
+};
+
 export interface AdapterSummary {
   host: 'node' | 'browser';
   vendor: string;
@@ -65,9 +87,12 @@ export class Gpu {
 
   private constructor(
     readonly host: GpuHost,
-    readonly adapter: GPUAdapter,
+    /** Undefined for a device from Gpu.fromDevice without `adapter` (adapterInfo then comes from the device). */
+    readonly adapter: GPUAdapter | undefined,
     readonly device: GPUDevice,
     opts: GpuOptions,
+    /** True for Gpu.fromDevice: the engine owns the device (we never destroy it nor take its error handler). */
+    readonly external = false,
   ) {
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.pool.onDestroy = () => this.bindGroups.clear();
@@ -77,9 +102,44 @@ export class Gpu {
     device.lost.then((info) => {
       if (info.reason !== 'destroyed') this.lost = `device lost (${info.reason}): ${info.message}`;
     });
-    device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
-      this.uncaptured.push(ev.error.message);
+    // Our own work runs inside error scopes (Submitter); the uncaptured-error handler of an engine's device stays its own.
+    if (!external)
+      device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+        this.uncaptured.push(ev.error.message);
+      };
+  }
+
+  /**
+   * Wraps a GPUDevice that an engine already has (as ONNX Runtime Web takes a `device` option): kernels run on it
+   * with the features and limits it was created with (a kernel that needs a higher limit throws a LimitError naming
+   * it). The engine keeps ownership: destroy() frees only our buffers and leaves the device alive. Our work is
+   * batched: call flush() before the engine submits work that must see ours (queue order does the rest), and make
+   * sure the engine's own pending commands are submitted before our kernels read its buffers.
+   */
+  static fromDevice(device: GPUDevice, opts: ExternalDeviceOptions = {}): Gpu {
+    if (!device || typeof (device as { createBuffer?: unknown }).createBuffer !== 'function')
+      throw new TypeError(`Gpu.fromDevice: expected a GPUDevice, got ${device === null ? 'null' : typeof device}`);
+    for (const [name, flags] of Object.entries(WEBGPU_FLAGS)) (globalThis as Record<string, unknown>)[name] ??= flags;
+    const node = !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+    const host: GpuHost = {
+      kind: node ? 'node' : 'browser',
+      get gpu(): GPU {
+        throw new Error('this Gpu wraps an engine\'s device (Gpu.fromDevice): it has no GPU object of its own');
+      },
+      release() {},
     };
+    return new Gpu(host, opts.adapter, device, { immediate: opts.immediate, batchSize: opts.batchSize }, true);
+  }
+
+  /** The adapter's info: from the adapter, else from the device (GPUDevice.adapterInfo). */
+  get adapterInfo(): GPUAdapterInfo {
+    const info = this.adapter?.info ?? (this.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    return info ?? ({ vendor: '', architecture: '', device: '', description: 'adapter unknown' } as GPUAdapterInfo);
+  }
+
+  /** Submits the work recorded so far, so that whatever the engine submits next runs after it. */
+  flush(): void {
+    this.queue.flush();
   }
 
   static async create(opts: GpuOptions = {}): Promise<Gpu> {
@@ -150,7 +210,7 @@ export class Gpu {
   }
 
   summary(): AdapterSummary {
-    const info = this.adapter.info;
+    const info = this.adapterInfo;
     const limits: Record<string, number> = {};
     for (const k of [...MAX_LIMITS, 'minStorageBufferOffsetAlignment', 'minUniformBufferOffsetAlignment'])
       limits[k] = (this.device.limits as unknown as Record<string, number>)[k];
@@ -238,7 +298,7 @@ export class Gpu {
 
   /**
    * Waits for submitted work, then destroys every buffer, the device, and drops the host reference so Node can
-   * exit. Await it: destroying a dawn.node device with queue work still pending (e.g. uploads never read back) made
+   * exit (for Gpu.fromDevice: only the pooled buffers and our uniform / profiler buffers). Await it: destroying a dawn.node device with queue work still pending (e.g. uploads never read back) made
    * the process crash at exit.
    */
   async destroy(): Promise<void> {
@@ -249,6 +309,7 @@ export class Gpu {
     this.profilerInstance?.destroy();
     this.pool.destroyAll();
     this.uniforms.destroy();
+    if (this.external) return; // the engine's device: its buffers (Tensor.fromBuffer) and the device stay alive
     this.device.destroy();
     this.host.release();
   }

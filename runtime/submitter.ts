@@ -70,9 +70,9 @@ export class Submitter {
     if (this.immediate || this.count >= this.batchSize || this.profiler?.full) this.flush();
   }
 
-  /** Zeroes the first `size` bytes of a buffer, in order with the batch's dispatches (no flush, unlike a queue write). */
-  clear(buffer: GPUBuffer, size: number): void {
-    this.encoderForCopy().clearBuffer(buffer, 0, size);
+  /** Zeroes `size` bytes of a buffer from `offset`, in order with the batch's dispatches (no flush, unlike a queue write). */
+  clear(buffer: GPUBuffer, offset: number, size: number): void {
+    this.encoderForCopy().clearBuffer(buffer, offset, size);
   }
 
   /** Lets a caller append copies (readback) to the current batch's encoder. */

@@ -1,5 +1,5 @@
 // Browser builds (esbuild, ESM, platform browser):
-//   dist/browser/index.js        the library (src/index.ts) — package.json `exports` → "browser"
+//   dist/browser/{index,kernels,autograd}.js + chunks/   the library entries — package.json `exports` → "browser"
 //   dist/web/demo.js             the demo page's script (web/demo.ts)
 //   dist/browser-test/*.js       the kernel test files + the in-page harness (test/browser/), for npm run test:browser
 // Node-only code stays out of the browser path: runtime/host_node.ts (dawn.node) and the `webgpu` package become
@@ -23,7 +23,9 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BROWSER_TEST_FILES = [
   'elementwise', 'reduce', 'softmax', 'matmul', 'lora_matmul', 'conv2d', 'group_norm', 'layer_norm', 'attention',
   'geglu', 'resample', 'timestep_embedding', 'tcd_step', 'adamw', 'autograd', 'nn_ops', 'runtime', 'safetensors',
-  'unet_weights', 'unet_shapes', 'unet_golden', 'f16_numerics', 'loss_scaler', 'matmul_subgroup_matrix',
+  'unet_weights', 'unet_shapes', 'f16_numerics', 'loss_scaler', 'matmul_subgroup_matrix',
+  // The golden suites' entry; test/browser/run.mjs limits it to tiny_unet (TCD_GOLDEN_SUITES) over test/fixtures.
+  'golden',
   // Browser-specific regressions (test/browser/*.test.ts; vitest runs them in Node too).
   'browser/activation_range',
 ];
@@ -33,7 +35,7 @@ const NODE_ONLY_HINT = 'not available in browsers: use blobSource (a File/Blob) 
 // Names a stub exports per module (static imports need them to exist; dynamic imports destructure them).
 const STUB_EXPORTS = {
   fs: ['existsSync', 'readFileSync', 'writeFileSync', 'mkdtempSync', 'mkdirSync', 'readdirSync', 'statSync', 'renameSync',
-    'unlinkSync', 'rmSync', 'openSync', 'closeSync', 'readSync', 'writeSync', 'createReadStream', 'createWriteStream'],
+    'unlinkSync', 'rmSync', 'openSync', 'closeSync', 'readSync', 'writeSync', 'createReadStream', 'createWriteStream', 'symlinkSync'],
   'fs/promises': ['open', 'stat', 'readdir', 'readFile', 'writeFile', 'rename', 'unlink', 'mkdir', 'rm', 'mkdtemp'],
   path: ['join', 'resolve', 'dirname', 'basename', 'extname', 'relative', 'isAbsolute', 'normalize'],
   os: ['tmpdir', 'homedir', 'platform', 'cpus'],
@@ -124,12 +126,29 @@ function genWgsl() {
   execFileSync(process.execPath, [join(root, 'scripts/gen-wgsl.mjs')], { stdio: 'inherit' });
 }
 
+/**
+ * The package's browser entries (package.json `exports` → "browser"), split so that `tcd-webgpu`,
+ * `tcd-webgpu/kernels` and `tcd-webgpu/autograd` share one copy of each module (one Tensor class) in chunks/.
+ */
+export const LIBRARY_ENTRIES = { index: 'src/index.ts', kernels: 'src/kernels/index.ts', autograd: 'src/autograd/index.ts' };
+
 export async function buildLibrary() {
-  const outfile = join(root, 'dist/browser/index.js');
-  const r = await build({ ...common, entryPoints: [join(root, 'src/index.ts')], outfile, plugins: [nodeStubPlugin()], metafile: true });
-  assertNoStaticNodeImports(r.metafile, 'dist/browser/index.js');
-  assertBrowserClean([outfile]);
-  return outfile;
+  const outdir = join(root, 'dist/browser');
+  rmSync(outdir, { recursive: true, force: true });
+  const r = await build({
+    ...common,
+    entryPoints: Object.entries(LIBRARY_ENTRIES).map(([out, src]) => ({ in: join(root, src), out })),
+    outdir,
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+    // No maps: they would point at sources the package does not ship, and double its size.
+    sourcemap: false,
+    plugins: [nodeStubPlugin()],
+    metafile: true,
+  });
+  assertNoStaticNodeImports(r.metafile, 'dist/browser/');
+  assertBrowserClean(Object.keys(r.metafile.outputs).map((f) => join(root, f)));
+  return join(outdir, 'index.js');
 }
 
 export async function buildDemo() {
@@ -210,7 +229,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
     console.log('usage: node scripts/build-browser.mjs [--lib] [--demo] [--tests]   (no flag: all)\n' +
-      '  --lib    dist/browser/index.js (src/index.ts for browsers)\n  --demo   dist/web/demo.js\n' +
+      '  --lib    dist/browser/{index,kernels,autograd}.js (the package entries for browsers)\n  --demo   dist/web/demo.js\n' +
       '  --tests  dist/browser-test/ (test files + harness for npm run test:browser)');
     process.exit(0);
   }

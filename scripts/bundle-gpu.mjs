@@ -3,6 +3,7 @@
 //   .gpu-dist/bench.mjs              npm run bench
 //   .gpu-dist/sdxl_unet.mjs          bench/sdxl_unet.ts (whole SDXL UNet: forward, LoRA training step; --help)
 //   .gpu-dist/sdxl_pipeline.mjs      bench/sdxl_pipeline.ts (prompt → PNG with every SDXL part, stage times; --help)
+//   .gpu-dist/emoji/<name>.mjs       scripts/emoji/*.ts (teacher training, classifier, Table 1, checkpoint packing)
 //   .gpu-dist/cli.mjs                src/cli/main.ts, the `tcd` command (bin/tcd.mjs needs tsx); test/cli.test.ts
 //                                    runs it when it runs from .gpu-dist/tests/ (or whatever TCD_CLI names)
 // dawn.node stays external ('webgpu'): .gpu/enter.sh links the carried copy. Run with:
@@ -27,7 +28,8 @@ const common = {
     js: "import { createRequire as __cr } from 'node:module'; import { fileURLToPath as __f2p } from 'node:url'; const require = __cr(import.meta.url); const __filename = __f2p(import.meta.url); const __dirname = __filename.replace(/[\\/][^\\/]*$/, '');",
   },
 };
-const tests = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts'));
+// package_consumer packs and installs the npm package: it needs npm and the repository, which the GPU machine lacks.
+const tests = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts') && f !== 'package_consumer.test.ts');
 await build({
   ...common,
   entryPoints: tests.map((f) => join(root, 'test', f)),
@@ -52,4 +54,7 @@ await build({ ...common, entryPoints: [join(root, 'bench/sdxl_unet.ts')], outfil
 await build({ ...common, entryPoints: [join(root, 'bench/sdxl_pipeline.ts')], outfile: join(out, 'sdxl_pipeline.mjs') });
 // The CLI: main.ts runs main() when it is the process's entry file, which the bundle is.
 await build({ ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(out, 'cli.mjs') });
+// The emoji teacher scripts (scripts/emoji/*.ts): .gpu-dist/emoji/<name>.mjs, each self-contained.
+const emoji = readdirSync(join(root, 'scripts/emoji')).filter((f) => f.endsWith('.ts'));
+await build({ ...common, entryPoints: emoji.map((f) => join(root, 'scripts/emoji', f)), outdir: join(out, 'emoji'), outExtension: { '.js': '.mjs' } });
 console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} + sdxl_unet + sdxl_pipeline + cli into .gpu-dist/`);

@@ -1,6 +1,6 @@
 // Writes a tiny SDXL-shaped diffusers folder (spec sdxl.md §8.1) for trying the sampler and for tests:
 //   model_index.json, scheduler/scheduler_config.json (SDXL base's Euler config), tokenizer/ + tokenizer_2/ (the CLIP
-//   BPE cut to 1000 tokens, as test/clip_golden.test.ts does; tokenizer_2 pads with '!'), text_encoder/ +
+//   BPE cut to 1000 tokens, as test/clip.test.ts does; tokenizer_2 pads with '!'), text_encoder/ +
 //   text_encoder_2/ (seeded CLIP encoders, hidden 16 each, so the concatenated penultimate states are the UNet's
 //   cross_attention_dim 32; text_encoder_2's projection 32 + 6 × 8 time ids = the UNet's 80 added-embedding inputs),
 //   unet/ (the golden tiny UNet of test/fixtures/tiny_unet: its LoRA there fits it) and vae/ (a seeded 4-level VAE:

@@ -24,17 +24,24 @@ function checkShape(shape: Shape, what: string): void {
     if (!Number.isInteger(d) || d < 0) throw new ShapeError(`${what}: shape ${shapeStr(shape)} must hold non-negative integers`);
 }
 
+/** A tensor's bytes: a pooled buffer of ours, or a range of an engine's buffer (Tensor.fromBuffer: never pooled). */
 class Storage {
   refs = 1;
   /** Bumped by host writes into the buffer (caches of derived results compare it). */
   version = 0;
+  readonly buffer: GPUBuffer;
   constructor(
     readonly gpu: Gpu,
-    readonly pooled: PooledBuffer,
-  ) {}
+    private readonly pooled: PooledBuffer | undefined,
+    external?: { buffer: GPUBuffer; offset: number },
+  ) {
+    this.buffer = pooled?.buffer ?? external!.buffer;
+    this.offset = external?.offset ?? 0;
+  }
+  readonly offset: number;
   release(): void {
-    if (--this.refs === 0) this.gpu.pool.release(this.pooled);
-    if (this.refs < 0) throw new Error(`buffer '${this.pooled.buffer.label}' released twice`);
+    if (--this.refs === 0 && this.pooled) this.gpu.pool.release(this.pooled);
+    if (this.refs < 0) throw new Error(`buffer '${this.buffer.label}' released twice`);
   }
 }
 
@@ -58,6 +65,36 @@ export class Tensor {
       throw new DTypeError(`tensor '${label}': dtype f16 needs the 'shader-f16' feature, which this device does not offer`);
     const bytes = Math.max(4, numel(shape) * BYTES_PER_ELEMENT[dtype]);
     return new Tensor(gpu, [...shape], dtype, new Storage(gpu, gpu.pool.acquire(bytes, label)), label);
+  }
+
+  /**
+   * Wraps `shape` elements of an engine's GPUBuffer starting at byte `offset`, without a copy (as ONNX Runtime Web's
+   * Tensor.fromGpuBuffer). The buffer stays the engine's: release() only drops our reference; it is never pooled,
+   * reused or destroyed by us. Kernels bind it at `offset` (a multiple of minStorageBufferOffsetAlignment); it needs
+   * STORAGE usage, COPY_SRC for toArray() and COPY_DST for write().
+   */
+  static fromBuffer(
+    gpu: Gpu,
+    buffer: GPUBuffer,
+    shape: Shape,
+    opts: { dtype?: DType; offset?: number; label?: string } = {},
+  ): Tensor {
+    const dtype = opts.dtype ?? 'f32';
+    const offset = opts.offset ?? 0;
+    const label = opts.label ?? (buffer.label || 'external');
+    checkShape(shape, label);
+    if (!(dtype in BYTES_PER_ELEMENT)) throw new DTypeError(`tensor '${label}': dtype must be 'f32' or 'f16', got '${dtype}'`);
+    if (dtype === 'f16' && !gpu.hasF16)
+      throw new DTypeError(`tensor '${label}': dtype f16 needs the 'shader-f16' feature, which this device does not offer`);
+    if (!(buffer.usage & GPUBufferUsage.STORAGE))
+      throw new Error(`tensor '${label}': the buffer needs GPUBufferUsage.STORAGE (${GPUBufferUsage.STORAGE}) to be bound by kernels; its usage is ${buffer.usage}`);
+    const align = gpu.limits.minStorageBufferOffsetAlignment;
+    if (!Number.isInteger(offset) || offset < 0 || offset % align !== 0)
+      throw new RangeError(`tensor '${label}': offset must be a non-negative multiple of minStorageBufferOffsetAlignment (${align}), got ${offset}`);
+    const bytes = Math.max(4, Math.ceil((numel(shape) * BYTES_PER_ELEMENT[dtype]) / 4) * 4); // as bound (bindingBytes)
+    if (offset + bytes > buffer.size)
+      throw new RangeError(`tensor '${label}': ${shapeStr(shape)} ${dtype} at offset ${offset} needs ${offset + bytes} bytes, the buffer has ${buffer.size}`);
+    return new Tensor(gpu, [...shape], dtype, new Storage(gpu, undefined, { buffer, offset }), label);
   }
 
   static fromArray(
@@ -90,7 +127,7 @@ export class Tensor {
   /** Zero-filled, cleared on the GPU in order with the pending work (no host upload, no batch flush). */
   static zeros(gpu: Gpu, shape: Shape, dtype: DType = 'f32', label = 'zeros'): Tensor {
     const t = Tensor.empty(gpu, shape, dtype, label);
-    if (t.size > 0) gpu.queue.clear(t.buffer, t.bindingBytes);
+    if (t.size > 0) gpu.queue.clear(t.buffer, t.byteOffset, t.bindingBytes);
     return t;
   }
 
@@ -105,7 +142,11 @@ export class Tensor {
   }
   get buffer(): GPUBuffer {
     this.assertLive();
-    return this.storage.pooled.buffer;
+    return this.storage.buffer;
+  }
+  /** Where the tensor starts in `buffer` (0 except for Tensor.fromBuffer). */
+  get byteOffset(): number {
+    return this.storage.offset;
   }
   /** Bytes a binding of this tensor covers (rounded up to 4 as WebGPU requires). */
   get bindingBytes(): number {
@@ -130,8 +171,9 @@ export class Tensor {
     }
     // writeBuffer needs a multiple of 4 bytes.
     const len = Math.ceil(bytes.byteLength / 4) * 4;
+    this.needUsage(GPUBufferUsage.COPY_DST, 'COPY_DST', 'write()');
     this.storage.version++;
-    this.gpu.write(this.buffer, 0, new Uint8Array(bytes.buffer, bytes.byteOffset, len));
+    this.gpu.write(this.buffer, this.byteOffset, new Uint8Array(bytes.buffer, bytes.byteOffset, len));
   }
 
   /** Writes raw half bits into an f16 tensor (no conversion). */
@@ -147,7 +189,7 @@ export class Tensor {
       src.set(bits);
     }
     this.storage.version++;
-    this.gpu.write(this.buffer, 0, new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+    this.gpu.write(this.buffer, this.byteOffset, new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
   }
 
   /** Reshape without a copy; -1 infers one dimension. The view shares storage; release each view. */
@@ -165,7 +207,8 @@ export class Tensor {
 
   async toArray(): Promise<Float32Array> {
     this.assertLive();
-    const raw = await this.gpu.read(this.buffer, 0, this.bindingBytes);
+    this.needUsage(GPUBufferUsage.COPY_SRC, 'COPY_SRC', 'toArray()');
+    const raw = await this.gpu.read(this.buffer, this.byteOffset, this.bindingBytes);
     if (this.dtype === 'f32') return new Float32Array(raw, 0, this.size);
     const h = new Uint16Array(raw, 0, this.size);
     const out = new Float32Array(this.size);
@@ -181,6 +224,12 @@ export class Tensor {
 
   get isReleased(): boolean {
     return this.released;
+  }
+
+  /** Pooled buffers have every usage we need; an engine's buffer (fromBuffer) may not. */
+  private needUsage(flag: number, name: string, what: string): void {
+    if (!(this.buffer.usage & flag))
+      throw new Error(`tensor '${this.label}': ${what} needs GPUBufferUsage.${name} on its buffer; the buffer's usage is ${this.buffer.usage}`);
   }
 
   private assertLive(): void {

@@ -1,6 +1,9 @@
 // Reading golden folders: safetensors of any numeric dtype (the goldens hold I64 timesteps and F64 references next
-// to F32), optional files, and the parity metric the golden tests report.
-import { existsSync, readFileSync } from 'node:fs';
+// to F32), optional files, the LoRA scale as lora_config.json documents it, and the parity metric the golden tests
+// report. test/browser/golden_io.ts is the browser twin (same exports, over HTTP); code that runs in both uses only
+// these functions for paths and files (node:path / node:fs are stubs in the browser bundle).
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ByteSource, fileSource } from '../src/io/byte_source.js';
 import { type SafetensorsHeader, readHeader, readTensorF32 } from '../src/io/safetensors.js';
@@ -20,6 +23,30 @@ export interface GoldenFile {
 /** The golden folder: TCD_GOLDEN, else the default (relative to the working directory, as vitest and node:test run). */
 export function goldenDir(fallback: string): string {
   return resolve(process.env.TCD_GOLDEN ?? fallback);
+}
+
+/** dir/file without node:path (shared with the browser twin). */
+export function joinPath(dir: string, file: string): string {
+  return file ? `${dir.replace(/\/+$/, '')}/${file}` : dir;
+}
+
+/** Whether dir/file exists (file '' = the folder itself). */
+export function goldenExists(dir: string, file = ''): boolean {
+  return existsSync(join(dir, file));
+}
+
+const componentRoots: string[] = [];
+
+/**
+ * A temporary root holding only `name` → dir (a symbolic link): lets a folder of one component (e.g. …/tiny_unet,
+ * whatever it is called) be checked as a golden root containing just that component. Removed at exit.
+ */
+export function asComponentRoot(dir: string, name: string): string | undefined {
+  const root = mkdtempSync(join(tmpdir(), 'tcd-golden-'));
+  // Registered on first use: this module is also loaded in the browser bundle (through its twin), without `process`.
+  if (componentRoots.push(root) === 1) process.on('exit', () => componentRoots.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  symlinkSync(resolve(dir), join(root, name), 'dir');
+  return root;
 }
 
 export async function openGolden(dir: string, file: string): Promise<GoldenFile | undefined> {
@@ -67,6 +94,20 @@ export async function goldenFromSource(src: ByteSource, where: string): Promise<
 export function readJson<T>(dir: string, file: string): T | undefined {
   const path = join(dir, file);
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : undefined;
+}
+
+export interface LoraConfigJson {
+  r: number;
+  lora_alpha: number;
+  /** The multiplier itself: y = base(x) + scale·B(A(x)) (the golden's `naming` field); lora_alpha / r when absent. */
+  scale?: number;
+}
+
+/** The LoRA multiplier a lora_config.json documents: `scale` when present, else lora_alpha / r. */
+export function documentedLoraScale(cfg: LoraConfigJson, where: string): number {
+  const scale = cfg.scale ?? cfg.lora_alpha / cfg.r;
+  if (!Number.isFinite(scale)) throw new Error(`${where}: no usable LoRA scale (scale ${cfg.scale}, lora_alpha ${cfg.lora_alpha}, r ${cfg.r})`);
+  return scale;
 }
 
 /** max|got − want| / max|want| (the golden tests' parity metric). */

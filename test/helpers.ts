@@ -102,3 +102,25 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
 }
+
+/** Distance in float32 ulps (number of representable floats between a and b). */
+export function ulps(a: number, b: number): number {
+  const ord = (x: number) => {
+    const i = new Int32Array(Float32Array.of(x).buffer)[0];
+    return i < 0 ? -(i & 0x7fffffff) : i;
+  };
+  return Math.abs(ord(a) - ord(b));
+}
+
+/** Largest float32 ulp distance of got from want (want rounded to float32 first); NaN counts as Infinity. */
+export function maxUlps(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < want.length; i++) m = Math.max(m, Number.isNaN(got[i]) ? Infinity : ulps(got[i], Math.fround(want[i])));
+  return m;
+}
+
+export function maxAbs(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]));
+  return m;
+}

@@ -1,7 +1,7 @@
 // TcdSdxlPipeline on a tiny SDXL-shaped folder (scripts/make_tiny_sdxl.ts: seeded text encoders and VAE, the golden
 // tiny UNet and its LoRA): images, determinism per seed, the UNet's conditioning (add_time_ids, latent shape, CFG
 // batches), guidance rules, every sampler, LoRA stacking, memory, and the errors for bad sizes, folders and LoRAs.
-// The loop's numbers against diffusers are in tcd_loop_golden.test.ts.
+// The loop's numbers against diffusers are in the golden tcd_loop suite (test/golden/tcd_loop.ts).
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -22,11 +22,11 @@ describe('device', () => {
   it('reports adapter, features and the maximum limits it asked for', () => {
     const s = gpu.summary();
     expect(s.host).toBe(typeof window === 'undefined' ? 'node' : 'browser');
-    expect(s.limits.maxStorageBufferBindingSize).toBe(gpu.adapter.limits.maxStorageBufferBindingSize);
-    expect(s.limits.maxComputeWorkgroupStorageSize).toBe(gpu.adapter.limits.maxComputeWorkgroupStorageSize);
-    expect(s.limits.maxComputeInvocationsPerWorkgroup).toBe(gpu.adapter.limits.maxComputeInvocationsPerWorkgroup);
+    expect(s.limits.maxStorageBufferBindingSize).toBe(gpu.adapter!.limits.maxStorageBufferBindingSize);
+    expect(s.limits.maxComputeWorkgroupStorageSize).toBe(gpu.adapter!.limits.maxComputeWorkgroupStorageSize);
+    expect(s.limits.maxComputeInvocationsPerWorkgroup).toBe(gpu.adapter!.limits.maxComputeInvocationsPerWorkgroup);
     for (const f of ['timestamp-query', 'subgroups', 'shader-f16'] as const)
-      expect(gpu.device.features.has(f), f).toBe(gpu.adapter.features.has(f));
+      expect(gpu.device.features.has(f), f).toBe(gpu.adapter!.features.has(f));
   });
 });
 

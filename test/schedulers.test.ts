@@ -1,10 +1,9 @@
-// The schedulers against diffusers: the noise schedule, timestep lists, every intermediate sample of the golden loops
-// (scheduler.json: TCD γ ∈ {0, 0.3, 1} and strength 0.5, LCM, DDIM, DPM-Solver++(2S), Euler) on the host in float32
-// (bit-exact), in float64, and on the GPU; the single-step vectors of tcd.md §9; and the error cases.
+// The schedulers: the noise schedule in float64 (spec values and checksums), timestep tables of the spec, the
+// single-step and loop vectors of tcd.md §9, step rules and the error cases. The golden loops of diffusers'
+// scheduler.json (every intermediate sample, host and GPU) are the golden scheduler suite, test/golden/scheduler.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gpu } from '../runtime/device.js';
 import { ShapeError } from '../runtime/errors.js';
-import { binary, unary } from '../src/kernels/elementwise.js';
 import { tcdStepScalars } from '../src/kernels/tcd_step.js';
 import {
   DDIMScheduler,
@@ -14,7 +13,6 @@ import {
   LCMScheduler,
   type Precision,
   SDXL_NOISE_SCHEDULE,
-  type Scheduler,
   SchedulerError,
   type StepResult,
   TCDScheduler,
@@ -29,153 +27,13 @@ import { Tensor } from '../src/tensor.js';
 import tcdGolden from './fixtures/tcd_scheduler.json' with { type: 'json' };
 import golden from './fixtures/scheduler/loops.json' with { type: 'json' };
 import spec from './fixtures/scheduler/spec_vectors.json' with { type: 'json' };
-import { expectClose, testGpu } from './helpers.js';
+import { expectClose, maxUlps, testGpu } from './helpers.js';
 
 const f = Math.fround;
 const TORCH_ALPHAS = Float64Array.from(tcdGolden.alphas_cumprod_float32, f);
-const SHAPE = golden.shape;
-const C = Float32Array.from(golden.C);
-
-/** Distance in float32 ulps. */
-function ulps(a: number, b: number): number {
-  const ord = (x: number) => {
-    const i = new Int32Array(Float32Array.of(x).buffer)[0];
-    return i < 0 ? -(i & 0x7fffffff) : i;
-  };
-  return Math.abs(ord(a) - ord(b));
-}
-function maxUlps(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < want.length; i++) m = Math.max(m, Number.isNaN(got[i]) ? Infinity : ulps(got[i], f(want[i])));
-  return m;
-}
-function maxAbs(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]));
-  return m;
-}
-const scaleOf = (a: ArrayLike<number>) => Math.max(1, ...Array.from(a, Math.abs));
-
-// ---------------------------------------------------------------------------------------------------------------------
-// The golden loops as one list: settings from loops.json, tensors from loops.json or (TCD) tcd_scheduler.json.
-
-type Kind = 'tcd' | 'lcm' | 'ddim' | 'euler' | 'dpmpp';
-interface LoopStep {
-  timestep: number;
-  prev: number[];
-  denoised?: number[];
-  noise?: number[];
-}
-interface Loop {
-  name: string;
-  kind: Kind;
-  steps: number;
-  strength?: number;
-  eta?: number;
-  timesteps: number[];
-  initNoiseSigma: number;
-  sigmas?: number[];
-  orderList?: number[];
-  initial: number[];
-  trajectory: LoopStep[];
-}
-
-function goldenLoops(): Loop[] {
-  return Object.entries(golden.loops).map(([name, g]) => {
-    const kind = name.split('_')[0] as Kind;
-    const gl = g as Record<string, unknown> & { set_timesteps_kwargs: { num_inference_steps: number; strength?: number } };
-    const base = {
-      name,
-      kind,
-      steps: gl.set_timesteps_kwargs.num_inference_steps,
-      strength: gl.set_timesteps_kwargs.strength,
-      eta: (gl.step_kwargs as { eta?: number }).eta,
-      timesteps: gl.timesteps as number[],
-      initNoiseSigma: gl.init_noise_sigma as number,
-      sigmas: gl.sigmas as number[] | undefined,
-      orderList: gl.order_list as number[] | undefined,
-    };
-    if (kind === 'tcd') {
-      const t = tcdGolden.loops[name as keyof typeof tcdGolden.loops];
-      type TcdStep = { timestep: number; sample: number[]; prev_sample: number[]; pred_noised_sample: number[]; noise?: number[] };
-      const steps = t.steps as TcdStep[];
-      return {
-        ...base,
-        initial: steps[0].sample,
-        trajectory: steps.map((s) => ({ timestep: s.timestep, prev: s.prev_sample, denoised: s.pred_noised_sample, noise: s.noise })),
-      };
-    }
-    const steps = gl.steps as { timestep: number; prev_sample: number[]; denoised?: number[]; noise?: number[] }[];
-    return {
-      ...base,
-      initial: gl.initial_sample as number[],
-      trajectory: steps.map((s) => ({ timestep: s.timestep, prev: s.prev_sample, denoised: s.denoised, noise: s.noise })),
-    };
-  });
-}
-const LOOPS = goldenLoops();
-
-function makeScheduler(kind: Kind, precision: Precision): Scheduler & { setTimesteps(n: number, o?: { strength?: number }): void } {
-  switch (kind) {
-    case 'tcd':
-      return new TCDScheduler({ precision });
-    case 'lcm':
-      return new LCMScheduler({ precision });
-    case 'ddim':
-      return new DDIMScheduler({ precision });
-    case 'euler':
-      return new EulerDiscreteScheduler({ precision });
-    case 'dpmpp':
-      return new DPMSolverSinglestepScheduler({ precision });
-  }
-}
-
-function setUp(loop: Loop, precision: Precision) {
-  const s = makeScheduler(loop.kind, precision);
-  if (loop.strength !== undefined) s.setTimesteps(loop.steps, { strength: loop.strength });
-  else s.setTimesteps(loop.steps);
-  return s;
-}
-
-/** The golden model: 0.5·model_input + C·f32(t/1000), as torch computes it (float32) or in float64. */
-function modelOutput(mi: HostArray, t: number, precision: Precision): HostArray {
-  if (precision === 'float64') return Float64Array.from(mi, (v, j) => 0.5 * v + C[j] * (t / 1000));
-  const ct = f(t / 1000);
-  return Float32Array.from(mi, (v, j) => f(0.5 * v) + f(C[j] * ct));
-}
-
-/** Runs a loop on the host from its initial sample with the golden noise; returns every step's outputs. */
-function runHost(loop: Loop, precision: Precision) {
-  const s = setUp(loop, precision);
-  let x: HostArray = Float64Array.from(loop.initial);
-  let draws = 0;
-  const out: { prev: HostArray; denoised?: HostArray }[] = [];
-  loop.trajectory.forEach((st, i) => {
-    const t = s.timesteps[i];
-    const mo = modelOutput(s.scaleModelInputHost(x, t), t, precision);
-    const r = s.stepHost(mo, t, x, {
-      eta: loop.eta,
-      noise: () => {
-        draws++;
-        if (!st.noise) throw new Error(`${loop.name} step ${i}: the scheduler drew noise where diffusers did not`);
-        return Float32Array.from(st.noise);
-      },
-    });
-    out.push({ prev: r.prevSample, denoised: r.denoised });
-    x = r.prevSample;
-  });
-  return { scheduler: s, out, draws };
-}
-
-// ---------------------------------------------------------------------------------------------------------------------
 
 describe('noise schedule', () => {
-  it('float32: all 1000 ᾱ are torch float32 bit for bit (scaled_linear 0.00085..0.012)', () => {
-    const a = alphasCumprod(SDXL_NOISE_SCHEDULE, 'float32');
-    let bad = 0;
-    for (let t = 0; t < 1000; t++) if (a[t] !== TORCH_ALPHAS[t]) bad++;
-    expect(bad, 'entries differing from torch').toBe(0);
-    // The betas alone: ATen's float32 linspace (fused multiply-adds) squared in float32.
+  it("float32 betas: ATen's float32 linspace (fused multiply-adds) keeps the end points (the ᾱ table vs diffusers: golden scheduler suite)", () => {
     const lin = torchLinspaceF32(Math.sqrt(0.00085), Math.sqrt(0.012), 1000);
     expect(lin[0]).toBe(f(Math.sqrt(0.00085)));
     expect(lin[999]).toBe(f(Math.sqrt(0.012)));
@@ -221,18 +79,6 @@ describe('noise schedule', () => {
 });
 
 describe('timesteps', () => {
-  it('TCD: the golden lists (default grid, explicit originalInferenceSteps → dense grid, strength)', () => {
-    for (const [variant, lists] of Object.entries(golden.tcd_timesteps)) {
-      for (const [key, want] of Object.entries(lists)) {
-        const [n, strength] = key.startsWith('8_strength') ? [8, 0.5] : [Number(key), 1];
-        const s = new TCDScheduler();
-        s.setTimesteps(n, { strength, ...(variant === 'explicit_original_steps_50' ? { originalInferenceSteps: 50 } : {}) });
-        expect(s.timesteps, `${variant} ${key}`).toEqual(want);
-        expect(s.numInferenceSteps).toBe(n);
-      }
-    }
-  });
-
   it('TCD: the spec tables (tcd.md §2.1–2.2, measured on diffusers and the official code)', () => {
     const ts = (n: number, o = {}, cfg = {}) => {
       const s = new TCDScheduler(cfg);
@@ -272,12 +118,7 @@ describe('timesteps', () => {
     expect(s.numInferenceSteps).toBe(4);
   });
 
-  it('LCM: the golden lists; an explicit originalInferenceSteps keeps the k-grid', () => {
-    for (const [n, want] of Object.entries(golden.lcm_timesteps_default)) {
-      const s = new LCMScheduler();
-      s.setTimesteps(Number(n));
-      expect(s.timesteps).toEqual(want);
-    }
+  it('LCM: an explicit originalInferenceSteps keeps the k-grid', () => {
     const s = new LCMScheduler();
     s.setTimesteps(4, { originalInferenceSteps: 50 });
     expect(s.timesteps).toEqual([999, 759, 499, 259]);
@@ -319,30 +160,9 @@ describe('timesteps', () => {
     expect(euler.initNoiseSigma).toBe(euler.trainSigmas[999]);
   });
 
-  it('every golden loop: timesteps, sigmas, order list and initNoiseSigma', () => {
-    for (const loop of LOOPS) {
-      const s = setUp(loop, 'float32');
-      expect(s.timesteps, loop.name).toEqual(loop.timesteps);
-      expect(s.initNoiseSigma, `${loop.name} initNoiseSigma`).toBe(f(loop.initNoiseSigma));
-      if (loop.sigmas) expect((s as EulerDiscreteScheduler).sigmas, `${loop.name} sigmas`).toEqual(loop.sigmas.map(f));
-      if (loop.orderList) expect((s as DPMSolverSinglestepScheduler).orderList, `${loop.name} orders`).toEqual(loop.orderList);
-    }
-  });
-
-  it("from the SDXL base scheduler_config.json (diffusers' from_config): the golden loops' schedules", () => {
+  it("from a diffusers scheduler_config.json (from_config): the SDXL base config's settings; unsupported options named", () => {
     const cfg = fromDiffusersConfig(golden.base_config);
     expect(cfg).toMatchObject({ betaSchedule: 'scaled_linear', stepsOffset: 1, setAlphaToOne: false, timestepSpacing: 'leading' });
-    const made: Record<Kind, Scheduler> = {
-      tcd: new TCDScheduler(cfg),
-      lcm: new LCMScheduler(cfg),
-      ddim: new DDIMScheduler(cfg),
-      euler: new EulerDiscreteScheduler(cfg),
-      dpmpp: new DPMSolverSinglestepScheduler({ ...cfg, solverOrder: 2 }),
-    };
-    for (const loop of LOOPS.filter((l) => l.strength === undefined)) {
-      made[loop.kind].setTimesteps(loop.steps);
-      expect(made[loop.kind].timesteps, loop.name).toEqual(loop.timesteps);
-    }
     expect(() => fromDiffusersConfig({ ...golden.base_config, clip_sample: true })).toThrow(/'clip_sample: true' is not supported/);
     expect(() => fromDiffusersConfig({ interpolation_type: 'log_linear' })).toThrow(/interpolation_type 'log_linear' is not supported/);
   });
@@ -357,27 +177,6 @@ describe('timesteps', () => {
     s.setTimesteps(8);
     expectClose(s.sigmas, k.sigmas_8, { atol: 1e-6, rtol: 0 }, 'sigmas, 8 steps');
   });
-});
-
-describe('golden loops on the host (diffusers, torch float32 CPU)', () => {
-  for (const loop of LOOPS) {
-    it(`${loop.name}: float32 reproduces every intermediate sample bit for bit; float64 within 3e-6 of the scale`, () => {
-      const f32 = runHost(loop, 'float32');
-      expect(f32.draws, 'noise draws').toBe(loop.trajectory.filter((s) => s.noise).length);
-      loop.trajectory.forEach((st, i) => {
-        expect(maxUlps(f32.out[i].prev, st.prev), `step ${i} (t=${st.timestep}) prev_sample ulps`).toBe(0);
-        if (st.denoised) expect(maxUlps(f32.out[i].denoised!, st.denoised), `step ${i} denoised ulps`).toBe(0);
-      });
-      const f64 = runHost(loop, 'float64');
-      let worst = 0;
-      loop.trajectory.forEach((st, i) => {
-        expectClose(f64.out[i].prev, st.prev, { atol: 3e-6 * scaleOf(st.prev), rtol: 0 }, `float64 step ${i} prev_sample`);
-        worst = Math.max(worst, maxAbs(f64.out[i].prev, st.prev) / scaleOf(st.prev));
-      });
-      const n = loop.trajectory.length;
-      console.log(`[schedulers] ${loop.name}: float32 0 ulp on all ${n} steps; float64 max |Δ|/scale ${worst.toExponential(2)}`);
-    });
-  }
 });
 
 describe('tcd.md §9 vectors (x, eps, noise_k from integer formulas over a (1,2,2,2) tensor)', () => {
@@ -605,54 +404,12 @@ describe('TCD step rules', () => {
   });
 });
 
-describe('GPU steps', () => {
+describe('GPU steps (the golden loops on the GPU: golden scheduler suite)', () => {
   let gpu: Gpu;
   beforeAll(async () => {
     gpu = await testGpu();
   });
   afterAll(() => gpu?.destroy());
-
-  // Composed steps divide by a scalar as a product with its float32 reciprocal (≤ 1 ulp per division); the fused TCD
-  // kernel is bit-exact.
-  for (const loop of LOOPS) {
-    it(`${loop.name}: every intermediate sample vs diffusers`, async () => {
-      const s = setUp(loop, 'float32');
-      const Ct = Tensor.fromArray(gpu, C, SHAPE, { label: 'C' });
-      let x = Tensor.fromArray(gpu, loop.initial, SHAPE, { label: 'sample' });
-      let draws = 0;
-      let worstUlp = 0;
-      let worstRel = 0;
-      for (let i = 0; i < loop.trajectory.length; i++) {
-        const st = loop.trajectory[i];
-        const t = s.timesteps[i];
-        const mi = s.scaleModelInput(x, t);
-        const [a, b] = [unary('scale', mi, { alpha: 0.5 }), unary('scale', Ct, { alpha: f(t / 1000) })];
-        const mo = binary('add', a, b);
-        [mi, a, b].forEach((v) => v.release());
-        const out = s.step(mo, t, x, {
-          eta: loop.eta,
-          noise: () => (draws++, Tensor.fromArray(gpu, st.noise!, SHAPE, { label: 'noise' })),
-        });
-        const prev = await out.prevSample.toArray();
-        worstUlp = Math.max(worstUlp, maxUlps(prev, st.prev));
-        worstRel = Math.max(worstRel, maxAbs(prev, st.prev) / scaleOf(st.prev));
-        if (loop.kind === 'tcd') {
-          expect(maxUlps(prev, st.prev), `step ${i} prev_sample ulps`).toBe(0);
-          expect(maxUlps(await out.denoised!.toArray(), st.denoised!), `step ${i} pred_noised_sample ulps`).toBe(0);
-        } else {
-          expectClose(prev, st.prev, { atol: 2e-6 * scaleOf(st.prev), rtol: 0 }, `step ${i} (t=${t}) prev_sample`);
-          if (st.denoised)
-            expectClose(await out.denoised!.toArray(), st.denoised, { atol: 2e-6 * scaleOf(st.denoised), rtol: 0 }, `step ${i} denoised`);
-        }
-        [mo, x, out.denoised].forEach((v) => v?.release());
-        x = out.prevSample;
-      }
-      expect(draws).toBe(loop.trajectory.filter((st) => st.noise).length);
-      if (s instanceof DPMSolverSinglestepScheduler) s.clearState();
-      [x, Ct].forEach((v) => v.release());
-      console.log(`[schedulers] GPU ${loop.name}: max ${worstUlp} ulp, max |Δ|/scale ${worstRel.toExponential(2)}`);
-    });
-  }
 
   it('TCD addNoise and DPM host/GPU mixing', async () => {
     const s = new TCDScheduler();

@@ -55,7 +55,7 @@ async function createGpu(): Promise<Gpu | undefined> {
 
 function showAdapter(gpu: Gpu): void {
   const s = gpu.summary();
-  const info = gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const info = gpu.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
   const box = $('#adapter');
   box.replaceChildren();
   const dl = el('dl');
@@ -66,7 +66,7 @@ function showAdapter(gpu: Gpu): void {
   row('fallback (software) adapter', s.isFallbackAdapter ? 'yes' : 'no');
   if (info.subgroupMinSize !== undefined) row('subgroup size', `${info.subgroupMinSize}–${info.subgroupMaxSize}`);
   row('device features', s.features.join(', '));
-  row('adapter features', [...gpu.adapter.features].sort().join(', '));
+  row('adapter features', [...(gpu.adapter?.features ?? [])].sort().join(', '));
   box.append(dl);
   const table = el('table');
   table.append(el('caption', 'device limits (requested at the adapter maximum)'));

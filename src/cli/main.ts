@@ -1,5 +1,6 @@
 // `tcd` command line. `tcd sample …` runs the SDXL TCD pipeline from a prompt to PNG files, with progress on stderr
-// and a per-stage timing summary on stdout. Arguments, the model folder and LoRA paths are checked before the GPU is
+// and a per-stage timing summary on stdout; `tcd distill …` trains a TCD LoRA (src/cli/distill.ts), `tcd precompute …`
+// caches a dataset's latents and text embeddings for it. Arguments, the model folder and LoRA paths are checked before the GPU is
 // opened, so mistakes are reported at once. Exit codes: 0 done, 1 failed, 2 bad usage.
 //
 //   npx tsx src/cli/main.ts sample --model <sdxl-folder> --lora tcd.safetensors --prompt "a cat" --out cat.png
@@ -12,7 +13,19 @@ import { resolveDType } from '../kernels/f16_support.js';
 import { resolveLayout } from '../pipeline/model_folder.js';
 import { writePng } from '../pipeline/png.js';
 import { type GenerateResult, TcdSdxlPipeline } from '../pipeline/tcd_sdxl_pipeline.js';
-import { MAIN_HELP, SAMPLE_HELP, type SampleArgs, UsageError, outputPath, parseSampleArgs } from './args.js';
+import {
+  DISTILL_HELP,
+  MAIN_HELP,
+  PRECOMPUTE_HELP,
+  SAMPLE_HELP,
+  type SampleArgs,
+  UsageError,
+  outputPath,
+  parseDistillArgs,
+  parsePrecomputeArgs,
+  parseSampleArgs,
+} from './args.js';
+import { distill, precompute } from './distill.js';
 import { StageProgress } from './progress.js';
 
 export interface CliIo {
@@ -33,28 +46,42 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
     io.stderr.write(MAIN_HELP);
     return 2;
   }
+  if (cmd === 'distill') return command('distill', rest, parseDistillArgs, DISTILL_HELP, (a) => distill(a, io), io);
+  if (cmd === 'precompute') return command('precompute', rest, parsePrecomputeArgs, PRECOMPUTE_HELP, (a) => precompute(a, io), io);
   if (cmd !== 'sample') {
     io.stderr.write(`tcd: unknown command '${cmd}'\n\n${MAIN_HELP}`);
     return 2;
   }
-  let args: SampleArgs | undefined;
+  return command('sample', rest, parseSampleArgs, SAMPLE_HELP, (a) => sample(a, io), io);
+}
+
+/** Parse (exit 2 on bad usage, help on --help), run (exit 1 with the error's message on failure). */
+async function command<A>(
+  name: string,
+  argv: readonly string[],
+  parse: (argv: readonly string[]) => A | undefined,
+  help: string,
+  run: (args: A) => Promise<void>,
+  io: CliIo,
+): Promise<number> {
+  let args: A | undefined;
   try {
-    args = parseSampleArgs(rest);
+    args = parse(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    io.stderr.write(`tcd sample: ${e.message}\n(see tcd sample --help)\n`);
+    io.stderr.write(`tcd ${name}: ${e.message}\n(see tcd ${name} --help)\n`);
     return 2;
   }
   if (!args) {
-    io.stdout.write(SAMPLE_HELP);
+    io.stdout.write(help);
     return 0;
   }
   try {
-    await sample(args, io);
+    await run(args);
     return 0;
   } catch (e) {
     const err = e as Error;
-    io.stderr.write(`tcd sample: error: ${err.message}\n`);
+    io.stderr.write(`tcd ${name}: error: ${err.message}\n`);
     if (process.env.TCD_DEBUG) io.stderr.write(`${err.stack}\n`);
     return 1;
   }

@@ -244,6 +244,11 @@ export class Kernel<V extends Variant> {
     if (Kernel.dtypeOf(variant) === 'f16' && !gpu.hasF16)
       throw new DTypeError(`${this.spec.name}.${entry}: the f16 variant needs the 'shader-f16' feature, which this device does not offer`);
     const label = `${this.spec.name}.${entry}${JSON.stringify(variant)}`;
+    // Devices made by Gpu.create() have the adapter's maximum; an engine's device (Gpu.fromDevice) may have the default 8.
+    const storage = this.entryBindings.get(entry)!.filter((i) => this.spec.bindings[i].kind !== 'uniform').length;
+    const maxStorage = gpu.limits.maxStorageBuffersPerShaderStage;
+    if (storage > maxStorage)
+      throw new LimitError('maxStorageBuffersPerShaderStage', storage, maxStorage, `kernel ${label} (request a higher limit when creating the device)`);
     const device = gpu.device;
     device.pushErrorScope('validation');
     device.pushErrorScope('internal');
@@ -297,7 +302,7 @@ export class Kernel<V extends Variant> {
         entries: bindings.map((i, k) => {
           const t = tensors[k];
           if (!t) return { binding: i, resource: { buffer: uniform!.buffer, offset: 0, size: uniform!.size } };
-          return { binding: i, resource: { buffer: t.buffer, offset: 0, size: t.bindingBytes } };
+          return { binding: i, resource: { buffer: t.buffer, offset: t.byteOffset, size: t.bindingBytes } };
         }),
         label,
       }),

@@ -74,7 +74,7 @@ export function subgroupMatrixSharedBytes(c: SubgroupMatrixConfig): number {
 export function subgroupMatrixPlan(gpu: Gpu): { config: SubgroupMatrixConfig; sg: number } | { reason: string } {
   if (!gpu.device.features.has(SUBGROUP_MATRIX_FEATURE)) return { reason: `the device does not offer '${SUBGROUP_MATRIX_FEATURE}'` };
   if (!gpu.hasF16) return { reason: `the device does not offer 'shader-f16'` };
-  const info = gpu.adapter.info as unknown as { subgroupMatrixConfigs?: SubgroupMatrixConfig[]; subgroupMinSize?: number; subgroupMaxSize?: number };
+  const info = gpu.adapterInfo as unknown as { subgroupMatrixConfigs?: SubgroupMatrixConfig[]; subgroupMinSize?: number; subgroupMaxSize?: number };
   const configs = [...(info.subgroupMatrixConfigs ?? [])].filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32');
   if (!configs.length) return { reason: 'no f16 → f32 subgroup-matrix config' };
   const { subgroupMinSize: lo, subgroupMaxSize: hi } = info;

@@ -53,7 +53,7 @@ const maxVptOf = new WeakMap<Gpu, number>();
 function maxVpt(gpu: Gpu): number {
   let v = maxVptOf.get(gpu);
   if (v === undefined) {
-    const cpu = (gpu.adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+    const cpu = (gpu.adapterInfo as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
     maxVptOf.set(gpu, (v = cpu ? MAX_VPT_CPU : MAX_VPT));
   }
   return v;

@@ -17,7 +17,7 @@ export function stackRows(gpu: Gpu, parts: readonly Tensor[], label: string): Te
   const enc = gpu.queue.encoderForCopy();
   let offset = 0;
   for (const p of parts) {
-    if (p.bytes) enc.copyBufferToBuffer(p.buffer, 0, out.buffer, offset, p.bytes);
+    if (p.bytes) enc.copyBufferToBuffer(p.buffer, p.byteOffset, out.buffer, out.byteOffset + offset, p.bytes);
     offset += p.bytes;
   }
   return out;

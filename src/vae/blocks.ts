@@ -3,7 +3,7 @@
 //
 // Inference runs without a tape, so every stage frees its input as soon as the next activation exists (tidy alone
 // would keep a whole block's activations until the block ends: gigabytes at 1024²).
-import { attention as attentionOp, conv2d, transpose } from '../autograd/nn_ops.js';
+import { attention as attentionOp, concat, conv2d, transpose } from '../autograd/nn_ops.js';
 import { add, reshape } from '../autograd/ops.js';
 import { Var, tidy } from '../autograd/tape.js';
 import { chooseAttentionTile } from '../kernels/attention.js';
@@ -165,6 +165,14 @@ export class AsymmetricDownsample2D extends Module {
   }
 
   forward(x: Var): Var {
+    const src = this.conv.weight.v;
+    if (src.needsGrad) {
+      // Trained weight: pad on the tape each call, so the 3×3 weight gets the gradient of its 9 taps.
+      const [Co, Ci] = src.shape;
+      const zeros = (shape: number[]) => new Var(Tensor.zeros(this.ctx.gpu, shape, 'f32', `${this.conv.name}.pad`));
+      const w4 = concat(zeros([Co, Ci, 4, 1]), concat(zeros([Co, Ci, 1, 3]), src, 2), 3);
+      return conv2d(x, w4, { stride: 2, padding: 1, bias: this.conv.bias?.v, label: this.conv.name });
+    }
     const w = this.paddedWeight();
     // A fresh view per call: the forward's tidy scope frees the view, the cached weight stays.
     const wv = new Var(w.reshape(w.shape), false, w.label);

@@ -5,15 +5,32 @@
 import { blobSource } from '../../src/io/byte_source.js';
 import { type GoldenFile, goldenFromSource } from '../golden_io.js';
 
-export type { GoldenFile } from '../golden_io.js';
-// The metric is the Node file's own (its node:fs / node:path imports become stubs in this bundle; relMaxErr uses neither).
-export { relMaxErr } from '../golden_io.js';
+export type { GoldenFile, LoraConfigJson } from '../golden_io.js';
+// The metric, paths and the LoRA scale are the Node file's own (its node:fs / node:path imports become stubs in this
+// bundle; these functions use neither).
+export { documentedLoraScale, joinPath, relMaxErr } from '../golden_io.js';
 
 const env = (): Record<string, string | undefined> => (globalThis as { process?: { env?: Record<string, string> } }).process?.env ?? {};
 
 export function goldenDir(fallback: string): string {
   const dir = env().TCD_GOLDEN ?? fallback;
   return new URL(dir.replace(/\/?$/, '/'), location.origin + '/').pathname.replace(/\/$/, '');
+}
+
+/**
+ * Whether dir/file exists on the test server (synchronous, as the Node version is): a HEAD for a file, the server's
+ * folder listing (`<dir>/?list`) for the folder itself.
+ */
+export function goldenExists(dir: string, file = ''): boolean {
+  const xhr = new XMLHttpRequest();
+  xhr.open(file ? 'HEAD' : 'GET', file ? `${dir}/${file}` : `${dir}/?list`, false);
+  xhr.send();
+  return xhr.status === 200;
+}
+
+/** One component's folder as a root: not offered in the browser (the page runs test/fixtures). */
+export function asComponentRoot(_dir: string, _name: string): string | undefined {
+  return undefined;
 }
 
 export async function openGolden(dir: string, file: string): Promise<GoldenFile | undefined> {

@@ -97,7 +97,7 @@ async function runTests(browser, base, o, log, state) {
       state.results.push(t);
       const mark = t.state === 'passed' ? 'ok  ' : t.state === 'failed' ? 'FAIL' : 'skip';
       log(`  ${mark} ${t.fullName}${t.state === 'skipped' ? ` (${t.skipReason})` : ` ${fmtMs(t.durationMs)}`}`);
-      const showLogs = o.verbose || t.state === 'failed' || t.file === 'unet_golden';
+      const showLogs = o.verbose || t.state === 'failed' || t.file === 'golden';
       if (showLogs && t.logs.length) log(indent(t.logs.join('\n')));
       if (t.error) log(indent(t.error));
     }
@@ -107,6 +107,8 @@ async function runTests(browser, base, o, log, state) {
   const env = {};
   if (process.env.TCD_BROWSER_EXPECT_ADAPTER) env.TCD_EXPECT_ADAPTER = process.env.TCD_BROWSER_EXPECT_ADAPTER;
   for (const k of ['TCD_IMMEDIATE', 'TCD_ATTENTION_FULL', 'TCD_CONV_ALL_TILES']) if (process.env[k]) env[k] = process.env[k];
+  // The golden entry runs the tiny-UNet suite on test/fixtures in the page (the other suites run under Node).
+  env.TCD_GOLDEN_SUITES = process.env.TCD_GOLDEN_SUITES ?? 'tiny_unet';
   await page.evaluate((opts) => window.__tcdRunTests(opts), {
     files: o.files,
     skips: o.full ? BROWSER_SKIPS : [...BROWSER_SKIPS, ...BROWSER_SLOW],

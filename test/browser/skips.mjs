@@ -17,13 +17,13 @@ export const BROWSER_SKIPS = [
 // compilation of every backward pipeline), and run in Node on every `npm test`. The golden forward stays in.
 export const BROWSER_SLOW = [
   {
-    file: 'unet_golden',
-    test: 'UNet2DConditionModel vs golden > LoRA (unfused): output, loss and gradients w.r.t. sample, text inputs and every LoRA tensor',
+    file: 'golden',
+    test: 'tiny_unet: UNet2DConditionModel vs golden > LoRA (unfused): output, loss and gradients w.r.t. sample, text inputs and every LoRA tensor',
     reason: 'slow on SwiftShader (about 4 min on 2 cores); run with --full',
   },
   {
-    file: 'unet_golden',
-    test: 'UNet2DConditionModel vs golden > gradient checkpointing (resnets + transformer blocks): same gradients, every activation freed',
+    file: 'golden',
+    test: 'tiny_unet: UNet2DConditionModel vs golden > gradient checkpointing (resnets + transformer blocks): same gradients, every activation freed',
     reason: 'needs the LoRA test above; slow on SwiftShader; run with --full',
   },
 ];
