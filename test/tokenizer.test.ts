@@ -7,20 +7,11 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ClipTokenizer, TokenizerError } from '../src/text/clip_tokenizer.js';
 import golden from './fixtures/clip_tokenizer/tokens.json' with { type: 'json' };
+import { type TokenizerCase, promptOf } from './golden/tokenizer.js';
 
 const DIR = new URL('./fixtures/clip_tokenizer/', import.meta.url).pathname;
 
-interface Case {
-  name: string;
-  prompt_utf8_hex: string;
-  input_ids_1: number[];
-  input_ids_2: number[];
-  content_ids: number[];
-  content_ids_2?: number[];
-  truncated: boolean;
-}
-const cases = golden.prompts as Case[];
-const promptOf = (c: Case) => Buffer.from(c.prompt_utf8_hex, 'hex').toString('utf8');
+const cases = golden.prompts as TokenizerCase[];
 
 let tok1: ClipTokenizer;
 beforeAll(async () => {

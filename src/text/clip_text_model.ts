@@ -185,15 +185,7 @@ export class ClipTextModel {
   /** ids: B rows of T ≤ max_position_embeddings token ids (77 from the SDXL tokenizers). */
   forward(ids: readonly (readonly number[])[], opts: ClipForwardOptions = {}): ClipTextOutput {
     const { hiddenSize: D, layers, vocabSize, maxPositions } = this.config;
-    const B = ids.length;
-    if (B < 1) throw new ShapeError('CLIP text model: expected at least one row of ids, got none');
-    const T = ids[0].length;
-    ids.forEach((row, b) => {
-      if (row.length !== T) throw new ShapeError(`CLIP text model: id rows must have equal lengths, row 0 has ${T}, row ${b} has ${row.length}`);
-    });
-    if (T < 1 || T > maxPositions) throw new ShapeError(`CLIP text model: rows of ${T} ids, expected 1..${maxPositions} (max_position_embeddings)`);
-    const flat = ids.flat();
-    checkIds(`CLIP text model (vocab_size ${vocabSize})`, flat, vocabSize);
+    const { B, T, flat } = checkIdRows(ids, vocabSize, maxPositions);
     const count = layers + 1;
     const keep = new Set<number>();
     for (const i of opts.hiddenStates === 'all' ? [...Array(count).keys()] : (opts.hiddenStates ?? [-2])) {
@@ -256,4 +248,18 @@ export class ClipTextModel {
     for (const t of this.weights.values()) t.release();
     this.weights.clear();
   }
+}
+
+/** B equal rows of T ids, 1 ≤ T ≤ max_position_embeddings, every id < vocab_size (both CLIP models check the same). */
+export function checkIdRows(ids: readonly (readonly number[])[], vocabSize: number, maxPositions: number): { B: number; T: number; flat: number[] } {
+  const B = ids.length;
+  if (B < 1) throw new ShapeError('CLIP text model: expected at least one row of ids, got none');
+  const T = ids[0].length;
+  ids.forEach((row, b) => {
+    if (row.length !== T) throw new ShapeError(`CLIP text model: id rows must have equal lengths, row 0 has ${T}, row ${b} has ${row.length}`);
+  });
+  if (T < 1 || T > maxPositions) throw new ShapeError(`CLIP text model: rows of ${T} ids, expected 1..${maxPositions} (max_position_embeddings)`);
+  const flat = ids.flat();
+  checkIds(`CLIP text model (vocab_size ${vocabSize})`, flat, vocabSize);
+  return { B, T, flat };
 }

@@ -14,7 +14,6 @@ import { attention, concat } from '../autograd/nn_ops.js';
 import { add, matmul, reshape } from '../autograd/ops.js';
 import { Var } from '../autograd/tape.js';
 import { unary } from '../kernels/elementwise.js';
-import { checkIds } from '../kernels/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { ModelContext, Module, type Param } from '../nn/module.js';
 import { LayerNorm } from '../nn/norm.js';
@@ -22,6 +21,7 @@ import { type RandomInitOptions, type RandomInitSummary, initRandomParameters } 
 import { Tensor } from '../tensor.js';
 import { type LoadWeightsOptions, type WeightSource, loadStateDict } from '../unet/weights.js';
 import { type ClipTextConfig, type ClipTextConfigJson, eosPosition, parseClipTextConfig } from './clip_config.js';
+import { checkIdRows } from './clip_text_model.js';
 
 export interface TrainableClipOutput {
   /** hidden_states[layer] (default the penultimate, −2, as SDXL takes) [B, T, hidden]. */
@@ -126,15 +126,7 @@ export class TrainableClipTextModel extends Module {
   /** ids: B rows of T token ids. hiddenState: which hidden state to return (negative from the end; default −2). */
   forward(ids: readonly (readonly number[])[], hiddenState = -2): TrainableClipOutput {
     const { hiddenSize: D, layers, vocabSize, maxPositions, eosTokenId } = this.config;
-    const B = ids.length;
-    if (B < 1) throw new ShapeError('CLIP text model: expected at least one row of ids, got none');
-    const T = ids[0].length;
-    ids.forEach((row, b) => {
-      if (row.length !== T) throw new ShapeError(`CLIP text model: id rows must have equal lengths, row 0 has ${T}, row ${b} has ${row.length}`);
-    });
-    if (T < 1 || T > maxPositions) throw new ShapeError(`CLIP text model: rows of ${T} ids, expected 1..${maxPositions} (max_position_embeddings)`);
-    const flat = ids.flat();
-    checkIds(`CLIP text model (vocab_size ${vocabSize})`, flat, vocabSize);
+    const { B, T, flat } = checkIdRows(ids, vocabSize, maxPositions);
     const keepAt = hiddenState < 0 ? layers + 1 + hiddenState : hiddenState;
     if (!Number.isInteger(hiddenState) || keepAt < 0 || keepAt > layers)
       throw new ShapeError(`CLIP text model: hidden state ${hiddenState} does not exist (0..${layers}, or −${layers + 1}..−1)`);

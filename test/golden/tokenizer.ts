@@ -10,7 +10,8 @@ import { type GoldenSuite, dtypeOf } from './suite.js';
 const NAME = 'clip_tokenizer';
 const FILES = ['vocab.json', 'merges.txt', 'tokens.json'];
 
-interface Case {
+/** One prompt of tokens.json (also read by test/tokenizer.test.ts). */
+export interface TokenizerCase {
   name: string;
   prompt_utf8_hex: string;
   input_ids_1: number[];
@@ -21,7 +22,7 @@ interface Case {
 }
 interface TokensJson {
   checks: { tok1_bos_eos_pad_unk: number[]; tok2_bos_eos_pad_unk: number[]; len_tok1: number };
-  prompts: Case[];
+  prompts: TokenizerCase[];
 }
 
 export const tokenizerSuite: GoldenSuite = {
@@ -33,7 +34,7 @@ export const tokenizerSuite: GoldenSuite = {
   },
 };
 
-const promptOf = (c: Case) => Buffer.from(c.prompt_utf8_hex, 'hex').toString('utf8');
+export const promptOf = (c: TokenizerCase): string => Buffer.from(c.prompt_utf8_hex, 'hex').toString('utf8');
 
 function defineTokenizer(dir: string): void {
   const golden = readJson<TokensJson>(dir, 'tokens.json')!;
