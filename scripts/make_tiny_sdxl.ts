@@ -16,6 +16,7 @@ import type { Gpu } from '../runtime/device.js';
 import { fileSource } from '../src/io/byte_source.js';
 import { type TensorToWrite, readHeader, readTensorF32, writeSafetensors } from '../src/io/safetensors.js';
 import { randomKey } from '../src/kernels/random.js';
+import { SDXL_SCHEDULER_CONFIG } from '../src/schedulers/diffusers_config.js';
 import { initRule, nameStream } from '../src/nn/init.js';
 import { normalRef } from '../src/reference/random.js';
 import { ClipTextModel } from '../src/text/clip_text_model.js';
@@ -45,25 +46,8 @@ export const TINY_MODEL_INDEX = {
   vae: ['diffusers', 'AutoencoderKL'],
 };
 
-/** SDXL base 1.0 scheduler/scheduler_config.json (sdxl.md §8.1). */
-export const SDXL_SCHEDULER_CONFIG = {
-  _class_name: 'EulerDiscreteScheduler',
-  _diffusers_version: '0.19.0.dev0',
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  beta_start: 0.00085,
-  clip_sample: false,
-  interpolation_type: 'linear',
-  num_train_timesteps: 1000,
-  prediction_type: 'epsilon',
-  sample_max_value: 1.0,
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-  steps_offset: 1,
-  timestep_spacing: 'leading',
-  trained_betas: null,
-  use_karras_sigmas: false,
-};
+/** SDXL base 1.0 scheduler/scheduler_config.json (sdxl.md §8.1); it lives with the schedulers. */
+export { SDXL_SCHEDULER_CONFIG };
 
 const TEXT_COMMON = {
   attention_dropout: 0.0,

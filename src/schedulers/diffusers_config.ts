@@ -44,3 +44,23 @@ export function fromDiffusersConfig(json: Record<string, unknown>): Record<strin
   for (const [k, v] of Object.entries(json)) if (KEYS[k] && v !== null && v !== undefined) out[KEYS[k]] = v;
   return out;
 }
+
+/** SDXL base 1.0 scheduler/scheduler_config.json (sdxl.md §8.1). */
+export const SDXL_SCHEDULER_CONFIG = {
+  _class_name: 'EulerDiscreteScheduler',
+  _diffusers_version: '0.19.0.dev0',
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  clip_sample: false,
+  interpolation_type: 'linear',
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  sample_max_value: 1.0,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  trained_betas: null,
+  use_karras_sigmas: false,
+};

@@ -22,6 +22,7 @@ import type { ClipTextConfigJson } from '../../text/clip_config.js';
 import { ClipTokenizer } from '../../text/clip_tokenizer.js';
 import type { UNetConfigJson } from '../../unet/config.js';
 import type { VaeConfigJson } from '../../vae/config.js';
+import { SDXL_SCHEDULER_CONFIG } from '../../schedulers/diffusers_config.js';
 
 /** Tokens of the cut CLIP vocabulary: ids 0…4093 are the CLIP ids below 4094, then <|startoftext|>, <|endoftext|>. */
 export const EMOJI_VOCAB_SIZE = 4096;
@@ -140,24 +141,7 @@ export const EMOJI_UNET_CONFIG: UNetConfigJson = {
 };
 
 /** The training noise schedule (SDXL's): ε-prediction, scaled_linear betas 0.00085 … 0.012 over 1000 steps. */
-export const EMOJI_SCHEDULER_CONFIG = {
-  _class_name: 'EulerDiscreteScheduler',
-  _diffusers_version: '0.40.0.dev0',
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  beta_start: 0.00085,
-  clip_sample: false,
-  interpolation_type: 'linear',
-  num_train_timesteps: 1000,
-  prediction_type: 'epsilon',
-  sample_max_value: 1.0,
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-  steps_offset: 1,
-  timestep_spacing: 'leading',
-  trained_betas: null,
-  use_karras_sigmas: false,
-};
+export const EMOJI_SCHEDULER_CONFIG = { ...SDXL_SCHEDULER_CONFIG, _diffusers_version: '0.40.0.dev0' };
 
 export const EMOJI_MODEL_INDEX = {
   _class_name: 'StableDiffusionXLPipeline',
