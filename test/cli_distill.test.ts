@@ -77,6 +77,12 @@ describe('tcd distill / tcd precompute', () => {
     const missing = await tcd('distill', '--model', join(dir, 'nope'), '--data', data, '--output', join(dir, 'o'), '--max-steps', '1');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/nope: no such file or folder/);
+    // An output below a regular file: refused before the GPU opens (no 'device:' line), naming the folder.
+    await writeFile(join(dir, 'plain-file'), 'x');
+    const unwritable = await tcd('distill', '--model', model, '--data', data, '--output', join(dir, 'plain-file', 'run'), '--max-steps', '1');
+    expect(unwritable.code).toBe(1);
+    expect(unwritable.stderr).toContain(`--output ${join(dir, 'plain-file', 'run')} is not writable: expected a folder this run can create files in, got ENOTDIR`);
+    expect(unwritable.stderr).not.toMatch(/device:/);
   });
 
   it('precompute a cache, distill 2 updates from it, then resume to 3', async () => {

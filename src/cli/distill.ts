@@ -5,7 +5,7 @@ import { Gpu } from '../../runtime/device.js';
 import { dirSource } from '../io/model_source.js';
 import { resolveLayout } from '../pipeline/model_folder.js';
 import { listCaptionedImages, loadPrecomputeModels, modelFingerprint, precomputeDataset } from '../trainer/data/index.js';
-import { listCheckpoints } from '../trainer/checkpoint.js';
+import { assertWritableFolder, listCheckpoints } from '../trainer/checkpoint.js';
 import { type StepReport, TcdDistiller } from '../trainer/distiller.js';
 import type { DistillArgs, PrecomputeArgs } from './args.js';
 import type { CliIo } from './main.js';
@@ -20,6 +20,7 @@ function stepDetail(r: StepReport): string {
 export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
   await resolveLayout(args.model);
   if (args.data) await listCaptionedImages(args.data, { manifest: args.manifest }); // a bad folder fails before the GPU opens
+  await assertWritableFolder(args.output, '--output');
   const progress = new CountProgress('distill', io.stderr, !args.quiet);
   // --resume latest: the newest checkpoint in --output, or a fresh start when there is none yet.
   let resume = args.resume;

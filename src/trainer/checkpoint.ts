@@ -61,24 +61,69 @@ export function encodeOptimizer(opt: OptimizerState): Uint8Array {
   return encodeSafetensors(tensors, { format: 'pt', step: String(opt.step), optimizer: 'AdamW' });
 }
 
+/**
+ * How checkpoint files reach the disk. The one seam for fault injection: tests replace `writeFile` (e.g. with one
+ * failing ENOSPC) and restore it; nothing else reads it.
+ */
+export const checkpointIo = {
+  writeFile: async (path: string, data: Uint8Array | string): Promise<void> => {
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(path, data);
+  },
+};
+
+/**
+ * Checks up front that `outputDir` is (or can be made) a folder this process can create files in, so an unwritable
+ * output fails before any model loading or training.
+ */
+export async function assertWritableFolder(outputDir: string, what = 'output folder'): Promise<void> {
+  const { mkdir, writeFile, rm } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const probe = join(outputDir, `.tcd-write-probe-${process.pid}`);
+  try {
+    await mkdir(outputDir, { recursive: true });
+    await writeFile(probe, '');
+    await rm(probe, { force: true });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new TrainingCheckpointError(
+      `${what} ${outputDir} is not writable: expected a folder this run can create files in, got ${err.code ?? 'an error'} (${err.message})`,
+    );
+  }
+}
+
 /** Writes a checkpoint folder atomically (temporary folder + rename); returns its path. */
 export async function saveCheckpoint(outputDir: string, c: CheckpointContents): Promise<string> {
-  const { mkdir, writeFile, rename, rm } = await import('node:fs/promises');
+  const { mkdir, rename, rm } = await import('node:fs/promises');
   const { join } = await import('node:path');
   await mkdir(outputDir, { recursive: true });
   const final = join(outputDir, checkpointName(c.state.step));
   const tmp = `${final}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp);
+  // Each file names itself in a failure (e.g. ENOSPC on a full disk), with the size it was writing.
+  const write = async (name: string, data: Uint8Array | string) => {
+    const path = join(tmp, name);
+    try {
+      await checkpointIo.writeFile(path, data);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+      throw new TrainingCheckpointError(
+        `checkpoint ${final}: writing ${path} (${bytes} bytes) failed: ${err.code && !err.message.includes(err.code) ? `${err.code}: ` : ''}${err.message}; ` +
+          `the checkpoint was not saved (its temporary folder is removed) and earlier checkpoints are untouched`,
+      );
+    }
+  };
   try {
     const lora = encodeLoraTensors(c.lora, { metadata: c.metadata });
-    await writeFile(join(tmp, LORA_FILE), encodeSafetensors(lora.tensors, lora.metadata));
-    await writeFile(join(tmp, OPTIMIZER_FILE), encodeOptimizer(c.optimizer));
+    await write(LORA_FILE, encodeSafetensors(lora.tensors, lora.metadata));
+    await write(OPTIMIZER_FILE, encodeOptimizer(c.optimizer));
     if (c.ema) {
       const ema = encodeLoraTensors(c.ema);
-      await writeFile(join(tmp, EMA_FILE), encodeSafetensors(ema.tensors, ema.metadata));
+      await write(EMA_FILE, encodeSafetensors(ema.tensors, ema.metadata));
     }
-    await writeFile(join(tmp, STATE_FILE), `${JSON.stringify(c.state, null, 2)}\n`);
+    await write(STATE_FILE, `${JSON.stringify(c.state, null, 2)}\n`);
     // Replacing an existing checkpoint of the same step: the old one goes only once the new one is complete.
     await rm(final, { recursive: true, force: true });
     await rename(tmp, final);

@@ -31,7 +31,7 @@ import { UNet2DConditionModel } from '../unet/unet.js';
 import { AutoencoderKL } from '../vae/autoencoder_kl.js';
 import type { VaeConfigJson } from '../vae/config.js';
 import type { RgbImage } from '../vae/image.js';
-import { type LoadedCheckpoint, type TrainingState, listCheckpoints, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import { type LoadedCheckpoint, type TrainingState, assertWritableFolder, listCheckpoints, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import { LatentCache, LatentCacheSource, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt, shuffledIndices } from './data/index.js';
 import { dirSource } from '../io/model_source.js';
 import { DdimSolver } from './ddim_solver.js';
@@ -346,6 +346,8 @@ export class TcdDistiller {
   /** Loads the model folder, attaches a fresh LoRA (or the one of `resume`), lists the data. */
   static async create(gpu: Gpu, opts: TcdDistillerOptions, models?: DistillModels): Promise<TcdDistiller> {
     const cfg = resolve(opts);
+    // An unwritable output folder fails here, before models load or a single update is spent.
+    await assertWritableFolder(opts.output);
     const resumed = opts.resume ? await loadCheckpoint(opts.resume) : undefined;
     const sampling = cfg.sampleEvery > 0;
     const m =
@@ -474,7 +476,18 @@ export class TcdDistiller {
 
   /** Sample k of the stream: the example and its per-step draws (n, m, w, noise). */
   private async sample(k: number): Promise<{ ex: TrainingExample; index: number; endIndex: number; w: number; noise: Float32Array }> {
-    const ex = await this.source.get(this.datasetIndex(k), new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_DATA), k)));
+    const item = this.datasetIndex(k);
+    let ex: TrainingExample;
+    try {
+      ex = await this.source.get(item, new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_DATA), k)));
+    } catch (e) {
+      // A bad file found mid-run (images are decoded when drawn): its own message names it; say where the run stands.
+      const last = (await listCheckpoints(this.opts.output)).at(-1);
+      throw new DistillError(
+        `update ${this.step + 1}, dataset item ${item}: ${(e as Error).message}\n` +
+          (last ? `the last checkpoint ${last.path} (update ${last.step}) is intact: fix or remove the file and continue with resume` : 'no checkpoint was written yet'),
+      );
+    }
     const rng = new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_STEP), k));
     const N = this.cfg.numDdimTimesteps;
     const index = nextInt(rng, 0, N - 1);
