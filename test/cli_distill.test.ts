@@ -56,7 +56,7 @@ describe('tcd distill / tcd precompute', () => {
   it('--help lists the flags; bad usage exits 2 naming the problem', async () => {
     const h = await tcd('distill', '--help');
     expect(h.code).toBe(0);
-    for (const flag of ['--model', '--data', '--cache', '--max-steps', '--rank', '--w-min', '--loss', '--lr-scheduler', '--grad-accum', '--resume', '--max-checkpoints', '--ema-decay', '--sample-every'])
+    for (const flag of ['--model', '--data', '--cache', '--max-steps', '--rank', '--w-min', '--loss', '--lr-scheduler', '--grad-accum', '--resume', '--max-checkpoints', '--ema-decay', '--sample-every', '--dtype'])
       expect(h.stdout, flag).toContain(flag);
     expect((await tcd('precompute', '--help')).stdout).toContain('--copies');
     expect((await tcd('--help')).stdout).toContain('distill');
@@ -67,6 +67,7 @@ describe('tcd distill / tcd precompute', () => {
       [['distill', '--model', model, '--data', data, '--output', 'o', '--max-steps', '1', '--loss', 'l1'], /--loss: expected l2 or huber/],
       [['distill', '--model', model, '--data', data, '--output', 'o', '--max-steps', '1', '--w-min', '9', '--w-max', '3'], /--w-min 9 is above --w-max 3/],
       [['distill', '--model', model, '--cache', 'c', '--data', data, '--output', 'o', '--max-steps', '1'], /exclude each other/],
+      [['distill', '--model', model, '--data', data, '--output', 'o', '--max-steps', '1', '--dtype', 'f8'], /--dtype must be one of f32, f16, auto; got 'f8'/],
       [['distill', '--bogus'], /bogus/],
     ];
     for (const [argv, msg] of cases) {

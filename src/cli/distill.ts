@@ -14,7 +14,8 @@ import { CountProgress } from './progress.js';
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
 function stepDetail(r: StepReport): string {
-  return `loss ${r.loss.toExponential(3)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toExponential(2)} ${r.imagesPerSecond.toFixed(2)} img/s gpu ${mib(r.gpuBytes)}`;
+  const scale = r.lossScale === undefined ? '' : ` scale ${r.lossScale}${r.skipped ? ' (overflow: update skipped, scale lowered)' : ''}`;
+  return `loss ${r.loss.toExponential(3)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toExponential(2)}${scale} ${r.imagesPerSecond.toFixed(2)} img/s gpu ${mib(r.gpuBytes)}`;
 }
 
 export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
@@ -75,6 +76,8 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
       batchSize: args.batchSize,
       gradAccum: args.gradAccum,
       gradientCheckpointing: args.gradientCheckpointing,
+      dtype: args.dtype,
+      log: (line) => progress.note(line),
       seed: args.seed,
       checkpointEvery: args.checkpointEvery,
       maxCheckpoints: args.maxCheckpoints,
@@ -86,6 +89,7 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
       sampleEta: args.sampleEta,
       logFile: args.log,
     });
+    if (!args.quiet) io.stderr.write(`UNet dtype: ${d.models.unet.dtype}${d.scaler ? ` (LoRA, gradients and AdamW in f32; loss scale ${d.scaler.scale})` : ''}\n`);
     if (d.step > 0) progress.note(`resumed at update ${d.step} (${d.samplesSeen} samples seen)`);
     if (d.step >= args.maxSteps) progress.note(`already at --max-steps ${args.maxSteps}: writing the LoRA only`);
     const res = await d.train({

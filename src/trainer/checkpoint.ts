@@ -35,6 +35,13 @@ export interface TrainingState {
   datasetSize: number;
   /** Anything the run wants to check on resume (LoRA rank, batch size, …): compared key by key. */
   config: Record<string, unknown>;
+  /** The base UNet's storage type when not f32. */
+  dtype?: 'f16';
+  /**
+   * Loss scaling of an f16 run (LossScaler's scale, its growth tracker and the updates skipped for overflow, which
+   * did not advance AdamW: the optimizer's update count is step − skipped).
+   */
+  lossScaler?: { scale: number; goodSteps: number; skipped: number };
 }
 
 export interface CheckpointContents {
@@ -214,7 +221,11 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
     else throw new TrainingCheckpointError(`${join(dir, OPTIMIZER_FILE)}: unexpected tensor '${name}' (expected m.<param> / v.<param>)`);
   }
   const step = Number(opt.metadata.step);
-  if (step !== state.step) throw new TrainingCheckpointError(`${dir}: optimizer step ${opt.metadata.step} disagrees with training_state.json step ${state.step}`);
+  const skipped = state.lossScaler?.skipped ?? 0;
+  if (step !== state.step - skipped)
+    throw new TrainingCheckpointError(
+      `${dir}: optimizer step ${opt.metadata.step} disagrees with training_state.json: expected step ${state.step} − ${skipped} updates skipped for overflow = ${state.step - skipped}`,
+    );
   const ema = (await stat(join(dir, EMA_FILE)).catch(() => null)) ? (await readTensors(join(dir, EMA_FILE), 'unet.')).tensors : undefined;
   return { path: dir, state, lora, ema, optimizer: { step, m, v } };
 }
