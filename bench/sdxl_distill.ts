@@ -1,8 +1,9 @@
 // Whole-model benchmark of one TCD distillation step (issue 12) on the SDXL base UNet (or any UNet config.json) with
 // random weights made on the GPU, batch 1, LoRA rank 64 on the recipe's target modules, with and without gradient
 // checkpointing. Two definitions of "a step":
-//   distill   the trainer's own update: tcdDistillStep (teacher cond + uncond with adapters off, target pass, student
-//             forward/backward, host scheduler math and its read-backs) + LoraAdamW.update (clip + AdamW)
+//   distill   the trainer's own update, TcdDistiller.trainStep on a fixed batch: tcdDistillStep (teacher cond + uncond
+//             with adapters off, target pass, student forward/backward, host scheduler math and its read-backs),
+//             loss-scale unscaling in f16, LoraAdamW.update (clip + AdamW)
 //   anchor    what shared/tools/anchors/pt_anchor.py `distill_item` times for PyTorch's tcd_distill_step: 3 no-grad
 //             UNet passes (base cond and zero-uncond at t 999 with adapters off, LoRA at t 499), target = tgt +
 //             0.5·(eps_c − eps_u), LoRA forward at t 999 + MSE + backward, AdamW (lr 1e-4, weight decay 1e-2, no clip)
@@ -13,7 +14,9 @@
 //   npx tsx bench/sdxl_distill.ts --dry-run            # no GPU: the memory plan against H100 limits
 //   npx tsx bench/sdxl_distill.ts --config test/fixtures/tiny_unet/config.json --size 64 --rank 4 --steps 1
 // GPU machine: node scripts/bundle-gpu.mjs → node .gpu-dist/sdxl_distill.mjs [options].
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Gpu } from '../runtime/device.js';
 import { BENCH_DISABLE_TOGGLES } from '../runtime/host.js';
 import { sizeClass } from '../runtime/buffer_pool.js';
@@ -24,14 +27,11 @@ import { writeFileAtomic } from '../src/io/safetensors.js';
 import { type AdamWSlot, adamwStep } from '../src/kernels/adamw.js';
 import { constantTensor, randomNormal } from '../src/kernels/random.js';
 import { initRandomParameters } from '../src/nn/init.js';
-import { alphasCumprod } from '../src/schedulers/noise_schedule.js';
 import { Tensor } from '../src/tensor.js';
 import { SeededRng } from '../src/trainer/data/rng.js';
-import { DdimSolver } from '../src/trainer/ddim_solver.js';
-import { SDXL_LORA_TARGET_MODULES } from '../src/trainer/distiller.js';
-import { normalArray } from '../src/trainer/examples.js';
-import { LoraAdamW } from '../src/trainer/lora_optimizer.js';
-import { type TcdBatch, tcdDistillStep, withAdapters } from '../src/trainer/tcd_distill_step.js';
+import { type DistillModels, SDXL_LORA_TARGET_MODULES, TcdDistiller } from '../src/trainer/distiller.js';
+import { ArraySource, normalArray } from '../src/trainer/examples.js';
+import { type TcdBatch, withAdapters } from '../src/trainer/tcd_distill_step.js';
 import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
 import sdxlConfig from '../test/fixtures/sdxl_config/unet_config.json' with { type: 'json' };
@@ -44,14 +44,15 @@ const UNSAFE_TOGGLES = ['disable_robustness', 'skip_validation'];
 const MODES = ['distill', 'distill-ckpt', 'anchor', 'anchor-ckpt'] as const;
 type Mode = (typeof MODES)[number];
 const GiB = 2 ** 30;
-/** SDXL's scheduler (scaled_linear 0.00085 … 0.012, 1000 steps) and the recipe's 50-point DDIM grid. */
-const SDXL_SCHEDULE = { numTrainTimesteps: 1000, betaStart: 0.00085, betaEnd: 0.012, betaSchedule: 'scaled_linear' as const };
+/** SDXL's scheduler_config.json (what the trainer reads its noise schedule from). */
+const SDXL_SCHEDULER = { num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', prediction_type: 'epsilon' };
 
 const USAGE = `Usage: npx tsx bench/sdxl_distill.ts [options]   (GPU machine: node .gpu-dist/sdxl_distill.mjs [options])
 
 One TCD distillation step on a UNet2DConditionModel with random weights, batch 1, LoRA rank r (alpha r) on
 ${SDXL_LORA_TARGET_MODULES.join(', ')}. Modes:
-  distill        the trainer's update: tcdDistillStep (n 49, m 24, w 8) + LoraAdamW.update (clip 1, AdamW)
+  distill        the trainer's update, TcdDistiller.trainStep on a fixed batch (n 49, m 24, w 8): tcdDistillStep,
+                 f16 loss-scale unscaling, LoraAdamW.update (clip 1, AdamW lr 1e-4, weight decay 1e-2)
   distill-ckpt   the same with gradient checkpointing of resnets and transformer blocks
   anchor         as PyTorch's tcd_distill_step (pt_anchor.py distill_item): 3 no-grad UNet passes + 1 LoRA
                  forward/backward (MSE) + AdamW (lr 1e-4, weight decay 1e-2)
@@ -179,6 +180,8 @@ interface ModeResult {
   /** Pool peak over the timed steps (live pooled buffers incl. weights, size-class rounded). */
   peak_bytes: number;
   optimizer_state_bytes: number;
+  /** distill in f16: steps the loss scaler skipped for overflow (random weights can overflow f16 gradients). */
+  skipped_steps?: number;
   loss?: number;
   loss_finite?: boolean;
   profile?: Profile;
@@ -200,8 +203,10 @@ interface Bench {
   unet: UNet2DConditionModel;
   cfg: UNetConfigJson;
   size: number;
-  solver: DdimSolver;
+  models: DistillModels;
   batch: TcdBatch;
+  /** An empty folder for the distiller's output (it checks writability; the bench writes no checkpoint). */
+  scratch: string;
   dry?: DryRunHost;
 }
 
@@ -226,13 +231,26 @@ function makeBatch(cfg: UNetConfigJson, size: number, seed: number): TcdBatch {
   };
 }
 
+/** The batch as the one example of the distiller's (unused) data source. */
+function exampleOf(batch: TcdBatch) {
+  const [, C, h, w] = batch.latentShape;
+  return {
+    latents: batch.latents,
+    latentShape: [C, h, w] as const,
+    promptEmbeds: batch.encoderHiddenStates,
+    promptShape: [batch.tokens, batch.encoderHiddenStates.length / batch.tokens] as const,
+    pooled: batch.textEmbeds,
+    timeIds: [...batch.timeIds],
+  };
+}
+
 /** One mode: its own optimizer state (freed after), warm-up, timed steps, peak, profile. */
 async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
   const { gpu, unet } = b;
   const anchorMode = mode.startsWith('anchor');
   const res: ModeResult = {
     mode,
-    what: anchorMode ? `PyTorch-defined step: 3 no-grad passes + LoRA fwd/bwd + AdamW${mode.endsWith('ckpt') ? ' + checkpointing' : ''}` : `trainer step (tcdDistillStep + LoraAdamW)${mode.endsWith('ckpt') ? ' + checkpointing' : ''}`,
+    what: anchorMode ? `PyTorch-defined step: 3 no-grad passes + LoRA fwd/bwd + AdamW${mode.endsWith('ckpt') ? ' + checkpointing' : ''}` : `trainer step (TcdDistiller.trainStep: tcdDistillStep + LoraAdamW)${mode.endsWith('ckpt') ? ' + checkpointing' : ''}`,
     median_s: null,
     images_per_s: null,
     all_s: [],
@@ -242,21 +260,41 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
     optimizer_state_bytes: 0,
   };
   unet.gradientCheckpointing = mode.endsWith('ckpt') ? { resnets: true, transformerBlocks: true } : {};
-  const params = unet.loraParameters();
-  let optimizer: LoraAdamW | undefined;
+  let distiller: TcdDistiller | undefined;
   let moments: { m: Tensor; v: Tensor }[] | undefined;
   let adamStep = 0;
   const gpuInputs: Var[] = [];
   let step: () => Promise<number>;
   if (!anchorMode) {
-    optimizer = new LoraAdamW(params, { weightDecay: 1e-2 });
-    res.optimizer_state_bytes = params.reduce((n, p) => n + 2 * sizeClass(4 * p.var.value.size), 0);
+    // The trainer itself (it attaches a fresh LoRA; its dispose() takes the LoRA off again).
+    distiller = await TcdDistiller.create(
+      gpu,
+      {
+        model: '',
+        examples: new ArraySource([exampleOf(b.batch)]),
+        output: b.scratch,
+        maxSteps: 1e9,
+        resolution: o.size,
+        rank: o.rank,
+        alpha: o.rank,
+        seed: o.seed,
+        lr: 1e-4,
+        weightDecay: 1e-2,
+        checkpointEvery: 0,
+        gradientCheckpointing: mode.endsWith('ckpt'),
+      },
+      b.models,
+    );
+    res.optimizer_state_bytes = unet.loraParameters().reduce((n, p) => n + 2 * sizeClass(4 * p.var.value.size), 0);
+    res.skipped_steps = 0;
     step = async () => {
-      const r = await tcdDistillStep(unet, b.solver, b.batch, { loss: 'l2' });
-      await optimizer!.update(1e-4);
+      const r = await distiller!.trainStep([b.batch]);
+      if (r.skipped) res.skipped_steps!++;
       return r.loss;
     };
   } else {
+    if (!unet.loraParameters().length) unet.initLora({ rank: o.rank, alpha: o.rank, targetModules: SDXL_LORA_TARGET_MODULES, seed: o.seed });
+    const params = unet.loraParameters();
     moments = params.map((p) => ({ m: constantTensor(gpu, p.var.shape, 0, `${p.name}.exp_avg`), v: constantTensor(gpu, p.var.shape, 0, `${p.name}.exp_avg_sq`) }));
     res.optimizer_state_bytes = moments.reduce((n, m) => n + sizeClass(m.m.bytes) + sizeClass(m.v.bytes), 0);
     const B = b.batch;
@@ -350,11 +388,11 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
   } catch (e) {
     res.error = (e as Error).message;
     progress(`${mode}: FAILED: ${res.error.split('\n')[0]}`);
-    for (const p of params) p.var.zeroGrad();
+    for (const p of unet.loraParameters()) p.var.zeroGrad();
     await gpu.sync().catch(() => {});
   } finally {
     unet.gradientCheckpointing = {};
-    optimizer?.dispose();
+    distiller?.dispose();
     for (const m of moments ?? []) [m.m, m.v].forEach((t) => t.release());
     for (const v of gpuInputs) v.dispose();
   }
@@ -398,6 +436,7 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
   for (const r of results) {
     lines.push(`\n${r.mode}: ${r.what}`);
     if (r.error) lines.push(`  FAILED: ${r.error}`);
+    if (r.skipped_steps) lines.push(`  ${r.skipped_steps} of ${o.warmup + r.all_s.length} steps skipped by the loss scaler (f16 gradient overflow; the scale halves each time)`);
     lines.push(
       `  baseline ${gib(r.baseline_bytes)} GiB (AdamW moments ${gib(r.optimizer_state_bytes)} GiB); peak above baseline ${gib(r.peak_bytes - r.baseline_bytes)} GiB; steps [${r.all_s.map((s) => s.toFixed(3)).join(', ')}] s`,
     );
@@ -452,13 +491,15 @@ async function main(): Promise<number> {
     const adapted = unet.initLora({ rank: o.rank, alpha: o.rank, targetModules: SDXL_LORA_TARGET_MODULES, seed: o.seed });
     const loraParams = unet.loraParameters().reduce((s, p) => s + p.var.value.size, 0);
     progress(`LoRA r${o.rank}: ${adapted.length} modules, ${loraParams.toLocaleString('en-US')} trainable parameters (f32)`);
+    unet.clearLora(); // each mode attaches its own
     const b: Bench = {
       gpu,
       unet,
       cfg,
       size: o.size,
-      solver: new DdimSolver(alphasCumprod(SDXL_SCHEDULE, 'float32'), 50),
+      models: { unet, schedulerConfig: SDXL_SCHEDULER, forceZerosForEmptyPrompt: true, dispose: () => unet.dispose() },
       batch: makeBatch(cfg, o.size, o.seed),
+      scratch: mkdtempSync(join(tmpdir(), 'sdxl-distill-bench-')),
       dry,
     };
     const results: ModeResult[] = [];
@@ -501,6 +542,7 @@ async function main(): Promise<number> {
       await writeFileAtomic(o.json, new TextEncoder().encode(`${JSON.stringify(doc, null, 1)}\n`));
       progress(`wrote ${o.json}`);
     }
+    rmSync(b.scratch, { recursive: true, force: true });
     unet.dispose();
   } catch (e) {
     console.error(`sdxl_distill: ${(e as Error).stack ?? e}`);
