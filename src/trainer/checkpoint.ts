@@ -84,12 +84,12 @@ export const checkpointIo = {
  * output fails before any model loading or training.
  */
 export async function assertWritableFolder(outputDir: string, what = 'output folder'): Promise<void> {
-  const { mkdir, writeFile, rm } = await import('node:fs/promises');
+  const { mkdir, rm } = await import('node:fs/promises');
   const { join } = await import('node:path');
   const probe = join(outputDir, `.tcd-write-probe-${process.pid}`);
   try {
     await mkdir(outputDir, { recursive: true });
-    await writeFile(probe, '');
+    await checkpointIo.writeFile(probe, '');
     await rm(probe, { force: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
