@@ -110,6 +110,18 @@ describe('tcd distill / tcd precompute', () => {
     expect(log.map((l) => l.step)).toEqual([1, 2, 3]);
     expect(log.every((l) => Number.isFinite(l.loss) && l.gpuBytes > 0)).toBe(true);
     expect((await readdir(out)).filter((f) => f.startsWith('checkpoint-'))).toEqual(['checkpoint-3']);
+
+    // --dtype f16: the UNet loads in f16 and the backward is loss-scaled (a device without shader-f16 runs f32 and
+    // says so).
+    const half = join(dir, 'run-f16');
+    const h = await tcd('distill', ...common.map((a) => (a === out ? half : a)), '--max-steps', '1', '--dtype', 'f16');
+    expect(h.code, h.stderr).toBe(0);
+    console.log(`  --dtype f16: ${h.stderr.split('\n').filter((l) => /dtype|distill 1/.test(l)).join(' | ')}`);
+    if (/f16 requested but running in f32/.test(h.stderr)) return;
+    expect(h.stderr).toMatch(/UNet dtype: f16 \(LoRA, gradients and AdamW in f32; loss scale 65536\)/);
+    expect(h.stderr).toMatch(/distill 1\/1 loss \S+ lr \S+ \|g\| \S+ scale 65536 /);
+    const state = JSON.parse(await readFile(join(half, 'checkpoint-1', 'training_state.json'), 'utf8')) as { dtype: string; lossScaler: { scale: number } };
+    expect([state.dtype, state.lossScaler.scale]).toEqual(['f16', 65536]);
   });
 
   it('a run killed after its first checkpoint and resumed ends with the LoRA of the run that never stopped', async () => {
