@@ -3,6 +3,7 @@
 //   .gpu-dist/bench.mjs              npm run bench
 //   .gpu-dist/sdxl_unet.mjs          bench/sdxl_unet.ts (whole SDXL UNet: forward, LoRA training step; --help)
 //   .gpu-dist/sdxl_pipeline.mjs      bench/sdxl_pipeline.ts (prompt → PNG with every SDXL part, stage times; --help)
+//   .gpu-dist/sdxl_distill.mjs       bench/sdxl_distill.ts (one TCD distillation step on the SDXL UNet; --help)
 //   .gpu-dist/emoji/<name>.mjs       scripts/emoji/*.ts (teacher training, classifier, Table 1, checkpoint packing)
 //   .gpu-dist/cli.mjs                src/cli/main.ts, the `tcd` command (bin/tcd.mjs needs tsx); test/cli.test.ts
 //                                    runs it when it runs from .gpu-dist/tests/ (or whatever TCD_CLI names)
@@ -52,9 +53,11 @@ if (existsSync(join(root, 'bench/run.ts')))
 await build({ ...common, entryPoints: [join(root, 'bench/sdxl_unet.ts')], outfile: join(out, 'sdxl_unet.mjs') });
 // The whole prompt → PNG pipeline benchmark (random weights; configs bundled, the CLIP tokenizer read from test/fixtures).
 await build({ ...common, entryPoints: [join(root, 'bench/sdxl_pipeline.ts')], outfile: join(out, 'sdxl_pipeline.mjs') });
+// One TCD distillation step on the whole SDXL UNet (random weights; config bundled).
+await build({ ...common, entryPoints: [join(root, 'bench/sdxl_distill.ts')], outfile: join(out, 'sdxl_distill.mjs') });
 // The CLI: main.ts runs main() when it is the process's entry file, which the bundle is.
 await build({ ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(out, 'cli.mjs') });
 // The emoji teacher scripts (scripts/emoji/*.ts): .gpu-dist/emoji/<name>.mjs, each self-contained.
 const emoji = readdirSync(join(root, 'scripts/emoji')).filter((f) => f.endsWith('.ts'));
 await build({ ...common, entryPoints: emoji.map((f) => join(root, 'scripts/emoji', f)), outdir: join(out, 'emoji'), outExtension: { '.js': '.mjs' } });
-console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} + sdxl_unet + sdxl_pipeline + cli into .gpu-dist/`);
+console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} + sdxl_unet + sdxl_pipeline + sdxl_distill + cli into .gpu-dist/`);

@@ -56,7 +56,7 @@ describe('tcd distill / tcd precompute', () => {
   it('--help lists the flags; bad usage exits 2 naming the problem', async () => {
     const h = await tcd('distill', '--help');
     expect(h.code).toBe(0);
-    for (const flag of ['--model', '--data', '--cache', '--max-steps', '--rank', '--w-min', '--loss', '--lr-scheduler', '--grad-accum', '--resume', '--max-checkpoints', '--ema-decay', '--sample-every'])
+    for (const flag of ['--model', '--data', '--cache', '--max-steps', '--rank', '--w-min', '--loss', '--lr-scheduler', '--grad-accum', '--resume', '--max-checkpoints', '--ema-decay', '--sample-every', '--dtype'])
       expect(h.stdout, flag).toContain(flag);
     expect((await tcd('precompute', '--help')).stdout).toContain('--copies');
     expect((await tcd('--help')).stdout).toContain('distill');
@@ -67,6 +67,7 @@ describe('tcd distill / tcd precompute', () => {
       [['distill', '--model', model, '--data', data, '--output', 'o', '--max-steps', '1', '--loss', 'l1'], /--loss: expected l2 or huber/],
       [['distill', '--model', model, '--data', data, '--output', 'o', '--max-steps', '1', '--w-min', '9', '--w-max', '3'], /--w-min 9 is above --w-max 3/],
       [['distill', '--model', model, '--cache', 'c', '--data', data, '--output', 'o', '--max-steps', '1'], /exclude each other/],
+      [['distill', '--model', model, '--data', data, '--output', 'o', '--max-steps', '1', '--dtype', 'f8'], /--dtype must be one of f32, f16, auto; got 'f8'/],
       [['distill', '--bogus'], /bogus/],
     ];
     for (const [argv, msg] of cases) {
@@ -77,6 +78,12 @@ describe('tcd distill / tcd precompute', () => {
     const missing = await tcd('distill', '--model', join(dir, 'nope'), '--data', data, '--output', join(dir, 'o'), '--max-steps', '1');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/nope: no such file or folder/);
+    // An output below a regular file: refused before the GPU opens (no 'device:' line), naming the folder.
+    await writeFile(join(dir, 'plain-file'), 'x');
+    const unwritable = await tcd('distill', '--model', model, '--data', data, '--output', join(dir, 'plain-file', 'run'), '--max-steps', '1');
+    expect(unwritable.code).toBe(1);
+    expect(unwritable.stderr).toContain(`--output ${join(dir, 'plain-file', 'run')} is not writable: expected a folder this run can create files in, got ENOTDIR`);
+    expect(unwritable.stderr).not.toMatch(/device:/);
   });
 
   it('precompute a cache, distill 2 updates from it, then resume to 3', async () => {
@@ -103,6 +110,18 @@ describe('tcd distill / tcd precompute', () => {
     expect(log.map((l) => l.step)).toEqual([1, 2, 3]);
     expect(log.every((l) => Number.isFinite(l.loss) && l.gpuBytes > 0)).toBe(true);
     expect((await readdir(out)).filter((f) => f.startsWith('checkpoint-'))).toEqual(['checkpoint-3']);
+
+    // --dtype f16: the UNet loads in f16 and the backward is loss-scaled (a device without shader-f16 runs f32 and
+    // says so).
+    const half = join(dir, 'run-f16');
+    const h = await tcd('distill', ...common.map((a) => (a === out ? half : a)), '--max-steps', '1', '--dtype', 'f16');
+    expect(h.code, h.stderr).toBe(0);
+    console.log(`  --dtype f16: ${h.stderr.split('\n').filter((l) => /dtype|distill 1/.test(l)).join(' | ')}`);
+    if (/f16 requested but running in f32/.test(h.stderr)) return;
+    expect(h.stderr).toMatch(/UNet dtype: f16 \(LoRA, gradients and AdamW in f32; loss scale 65536\)/);
+    expect(h.stderr).toMatch(/distill 1\/1 loss \S+ lr \S+ \|g\| \S+ scale 65536 /);
+    const state = JSON.parse(await readFile(join(half, 'checkpoint-1', 'training_state.json'), 'utf8')) as { dtype: string; lossScaler: { scale: number } };
+    expect([state.dtype, state.lossScaler.scale]).toEqual(['f16', 65536]);
   });
 
   it('a run killed after its first checkpoint and resumed ends with the LoRA of the run that never stopped', async () => {

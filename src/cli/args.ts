@@ -225,6 +225,8 @@ export interface DistillArgs {
   batchSize: number;
   gradAccum: number;
   gradientCheckpointing: boolean;
+  /** The teacher / base UNet's storage type (LoRA masters, gradients and AdamW state stay f32). */
+  dtype: DTypeChoice;
   seed: number;
   checkpointEvery: number;
   maxCheckpoints?: number;
@@ -275,6 +277,10 @@ optimisation
   --adam-beta1 <b>, --adam-beta2 <b>, --adam-weight-decay <wd>, --adam-epsilon <e>   (default 0.9, 0.999, 1e-2, 1e-8)
   --max-grad-norm <g>       clip the global gradient norm (default 1; 0: off)
   --no-gradient-checkpointing   keep activations instead of recomputing them (faster, more memory)
+  --dtype <f32|f16|auto>    the base UNet's weights and activations (default f32). f16: LoRA master weights,
+                            gradients and AdamW state stay f32; the backward is loss-scaled (as torch GradScaler:
+                            scale 2^16, an overflowing update is skipped and the scale halves, doubled after 2000
+                            finite updates; saved in checkpoints). auto: f16 where the device passes the f16 probe
   --seed <n>                seed of all randomness: data order, crops, flips, n, m, w, noise (default 0)
 
 checkpoints and output
@@ -354,7 +360,7 @@ export function parseDistillArgs(argv: readonly string[]): DistillArgs | undefin
     model: S, data: S, manifest: S, cache: S, output: S, 'max-steps': S, resolution: S, 'center-crop': B, 'random-flip': B,
     rank: S, alpha: S, 'num-ddim-timesteps': S, 'w-min': S, 'w-max': S, loss: S, 'huber-c': S, lr: S, 'lr-scheduler': S,
     'lr-warmup-steps': S, 'adam-beta1': S, 'adam-beta2': S, 'adam-weight-decay': S, 'adam-epsilon': S, 'max-grad-norm': S,
-    'batch-size': S, 'grad-accum': S, 'no-gradient-checkpointing': B, seed: S, 'checkpoint-every': S, 'max-checkpoints': S,
+    'batch-size': S, 'grad-accum': S, 'no-gradient-checkpointing': B, dtype: S, seed: S, 'checkpoint-every': S, 'max-checkpoints': S,
     resume: S, 'ema-decay': S, 'sample-every': S, 'sample-prompt': { type: 'string', multiple: true }, 'sample-steps': S,
     'sample-eta': S, log: S, quiet: B, help: { type: 'boolean', short: 'h' },
   });
@@ -407,6 +413,7 @@ export function parseDistillArgs(argv: readonly string[]): DistillArgs | undefin
     batchSize: num('--batch-size', v['batch-size'], { int: true, min: 1 }) ?? 1,
     gradAccum: num('--grad-accum', v['grad-accum'], { int: true, min: 1 }) ?? 1,
     gradientCheckpointing: !v['no-gradient-checkpointing'],
+    dtype: dtypeFlag(v.dtype),
     seed: num('--seed', v.seed, { int: true, min: 0, max: 0xffffffff }) ?? 0,
     checkpointEvery: num('--checkpoint-every', v['checkpoint-every'], { int: true, min: 0 }) ?? 500,
     maxCheckpoints: num('--max-checkpoints', v['max-checkpoints'], { int: true, min: 1 }),

@@ -5,7 +5,7 @@ import { Gpu } from '../../runtime/device.js';
 import { dirSource } from '../io/model_source.js';
 import { resolveLayout } from '../pipeline/model_folder.js';
 import { listCaptionedImages, loadPrecomputeModels, modelFingerprint, precomputeDataset } from '../trainer/data/index.js';
-import { listCheckpoints } from '../trainer/checkpoint.js';
+import { assertWritableFolder, listCheckpoints } from '../trainer/checkpoint.js';
 import { type StepReport, TcdDistiller } from '../trainer/distiller.js';
 import type { DistillArgs, PrecomputeArgs } from './args.js';
 import type { CliIo } from './main.js';
@@ -14,12 +14,14 @@ import { CountProgress } from './progress.js';
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
 function stepDetail(r: StepReport): string {
-  return `loss ${r.loss.toExponential(3)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toExponential(2)} ${r.imagesPerSecond.toFixed(2)} img/s gpu ${mib(r.gpuBytes)}`;
+  const scale = r.lossScale === undefined ? '' : ` scale ${r.lossScale}${r.skipped ? ' (overflow: update skipped, scale lowered)' : ''}`;
+  return `loss ${r.loss.toExponential(3)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toExponential(2)}${scale} ${r.imagesPerSecond.toFixed(2)} img/s gpu ${mib(r.gpuBytes)}`;
 }
 
 export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
   await resolveLayout(args.model);
   if (args.data) await listCaptionedImages(args.data, { manifest: args.manifest }); // a bad folder fails before the GPU opens
+  await assertWritableFolder(args.output, '--output');
   const progress = new CountProgress('distill', io.stderr, !args.quiet);
   // --resume latest: the newest checkpoint in --output, or a fresh start when there is none yet.
   let resume = args.resume;
@@ -74,6 +76,8 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
       batchSize: args.batchSize,
       gradAccum: args.gradAccum,
       gradientCheckpointing: args.gradientCheckpointing,
+      dtype: args.dtype,
+      log: (line) => progress.note(line),
       seed: args.seed,
       checkpointEvery: args.checkpointEvery,
       maxCheckpoints: args.maxCheckpoints,
@@ -85,6 +89,7 @@ export async function distill(args: DistillArgs, io: CliIo): Promise<void> {
       sampleEta: args.sampleEta,
       logFile: args.log,
     });
+    if (!args.quiet) io.stderr.write(`UNet dtype: ${d.models.unet.dtype}${d.scaler ? ` (LoRA, gradients and AdamW in f32; loss scale ${d.scaler.scale})` : ''}\n`);
     if (d.step > 0) progress.note(`resumed at update ${d.step} (${d.samplesSeen} samples seen)`);
     if (d.step >= args.maxSteps) progress.note(`already at --max-steps ${args.maxSteps}: writing the LoRA only`);
     const res = await d.train({

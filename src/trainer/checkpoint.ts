@@ -35,6 +35,13 @@ export interface TrainingState {
   datasetSize: number;
   /** Anything the run wants to check on resume (LoRA rank, batch size, …): compared key by key. */
   config: Record<string, unknown>;
+  /** The base UNet's storage type when not f32. */
+  dtype?: 'f16';
+  /**
+   * Loss scaling of an f16 run (LossScaler's scale, its growth tracker and the updates skipped for overflow, which
+   * did not advance AdamW: the optimizer's update count is step − skipped).
+   */
+  lossScaler?: { scale: number; goodSteps: number; skipped: number };
 }
 
 export interface CheckpointContents {
@@ -61,24 +68,69 @@ export function encodeOptimizer(opt: OptimizerState): Uint8Array {
   return encodeSafetensors(tensors, { format: 'pt', step: String(opt.step), optimizer: 'AdamW' });
 }
 
+/**
+ * How checkpoint files reach the disk. The one seam for fault injection: tests replace `writeFile` (e.g. with one
+ * failing ENOSPC) and restore it; nothing else reads it.
+ */
+export const checkpointIo = {
+  writeFile: async (path: string, data: Uint8Array | string): Promise<void> => {
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(path, data);
+  },
+};
+
+/**
+ * Checks up front that `outputDir` is (or can be made) a folder this process can create files in, so an unwritable
+ * output fails before any model loading or training.
+ */
+export async function assertWritableFolder(outputDir: string, what = 'output folder'): Promise<void> {
+  const { mkdir, rm } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const probe = join(outputDir, `.tcd-write-probe-${process.pid}`);
+  try {
+    await mkdir(outputDir, { recursive: true });
+    await checkpointIo.writeFile(probe, '');
+    await rm(probe, { force: true });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new TrainingCheckpointError(
+      `${what} ${outputDir} is not writable: expected a folder this run can create files in, got ${err.code ?? 'an error'} (${err.message})`,
+    );
+  }
+}
+
 /** Writes a checkpoint folder atomically (temporary folder + rename); returns its path. */
 export async function saveCheckpoint(outputDir: string, c: CheckpointContents): Promise<string> {
-  const { mkdir, writeFile, rename, rm } = await import('node:fs/promises');
+  const { mkdir, rename, rm } = await import('node:fs/promises');
   const { join } = await import('node:path');
   await mkdir(outputDir, { recursive: true });
   const final = join(outputDir, checkpointName(c.state.step));
   const tmp = `${final}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp);
+  // Each file names itself in a failure (e.g. ENOSPC on a full disk), with the size it was writing.
+  const write = async (name: string, data: Uint8Array | string) => {
+    const path = join(tmp, name);
+    try {
+      await checkpointIo.writeFile(path, data);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+      throw new TrainingCheckpointError(
+        `checkpoint ${final}: writing ${path} (${bytes} bytes) failed: ${err.code && !err.message.includes(err.code) ? `${err.code}: ` : ''}${err.message}; ` +
+          `the checkpoint was not saved (its temporary folder is removed) and earlier checkpoints are untouched`,
+      );
+    }
+  };
   try {
     const lora = encodeLoraTensors(c.lora, { metadata: c.metadata });
-    await writeFile(join(tmp, LORA_FILE), encodeSafetensors(lora.tensors, lora.metadata));
-    await writeFile(join(tmp, OPTIMIZER_FILE), encodeOptimizer(c.optimizer));
+    await write(LORA_FILE, encodeSafetensors(lora.tensors, lora.metadata));
+    await write(OPTIMIZER_FILE, encodeOptimizer(c.optimizer));
     if (c.ema) {
       const ema = encodeLoraTensors(c.ema);
-      await writeFile(join(tmp, EMA_FILE), encodeSafetensors(ema.tensors, ema.metadata));
+      await write(EMA_FILE, encodeSafetensors(ema.tensors, ema.metadata));
     }
-    await writeFile(join(tmp, STATE_FILE), `${JSON.stringify(c.state, null, 2)}\n`);
+    await write(STATE_FILE, `${JSON.stringify(c.state, null, 2)}\n`);
     // Replacing an existing checkpoint of the same step: the old one goes only once the new one is complete.
     await rm(final, { recursive: true, force: true });
     await rename(tmp, final);
@@ -169,7 +221,11 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
     else throw new TrainingCheckpointError(`${join(dir, OPTIMIZER_FILE)}: unexpected tensor '${name}' (expected m.<param> / v.<param>)`);
   }
   const step = Number(opt.metadata.step);
-  if (step !== state.step) throw new TrainingCheckpointError(`${dir}: optimizer step ${opt.metadata.step} disagrees with training_state.json step ${state.step}`);
+  const skipped = state.lossScaler?.skipped ?? 0;
+  if (step !== state.step - skipped)
+    throw new TrainingCheckpointError(
+      `${dir}: optimizer step ${opt.metadata.step} disagrees with training_state.json: expected step ${state.step} − ${skipped} updates skipped for overflow = ${state.step - skipped}`,
+    );
   const ema = (await stat(join(dir, EMA_FILE)).catch(() => null)) ? (await readTensors(join(dir, EMA_FILE), 'unet.')).tensors : undefined;
   return { path: dir, state, lora, ema, optimizer: { step, m, v } };
 }

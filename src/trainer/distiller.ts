@@ -12,7 +12,10 @@
 // bit for bit.
 import type { Gpu } from '../../runtime/device.js';
 import type { LoraWeights } from '../autograd/lora_ops.js';
+import { LossScaler, type LossScalerOptions } from '../autograd/loss_scaler.js';
 import { Var } from '../autograd/tape.js';
+import type { DType } from '../dtype.js';
+import { type DTypeChoice, resolveDType } from '../kernels/f16_support.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import type { LoraToSave } from '../io/lora_format.js';
 import { LORA_WEIGHT_NAME, encodeLoraTensors } from '../io/lora_format.js';
@@ -31,7 +34,7 @@ import { UNet2DConditionModel } from '../unet/unet.js';
 import { AutoencoderKL } from '../vae/autoencoder_kl.js';
 import type { VaeConfigJson } from '../vae/config.js';
 import type { RgbImage } from '../vae/image.js';
-import { type LoadedCheckpoint, type TrainingState, listCheckpoints, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import { type LoadedCheckpoint, type TrainingState, assertWritableFolder, listCheckpoints, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import { LatentCache, LatentCacheSource, SeededRng, deriveSeed, listCaptionedImages, modelFingerprint, nextFloat, nextInt, shuffledIndices } from './data/index.js';
 import { dirSource } from '../io/model_source.js';
 import { DdimSolver } from './ddim_solver.js';
@@ -110,6 +113,16 @@ export interface TcdDistillerOptions {
   gradAccum?: number;
   /** Recompute resnets and transformer blocks in the backward (default true). */
   gradientCheckpointing?: boolean;
+  /**
+   * The base UNet's storage type (default 'f32'; 'auto': f16 where the device passes the f16 probe). f16: LoRA
+   * master weights, gradients and AdamW state stay f32 and the backward is loss-scaled (LossScaler). With `models`
+   * given, their UNet's dtype is used and an explicit f32 / f16 must agree with it.
+   */
+  dtype?: DTypeChoice;
+  /** Dynamic loss scaling of an f16 run (default: torch GradScaler's: 2^16, ×2 after 2000 finite updates, ×0.5). */
+  lossScale?: LossScalerOptions;
+  /** Where notes go (a dtype request that cannot be honoured); default console.warn. */
+  log?: (line: string) => void;
   seed?: number;
   /** Save a checkpoint every N updates (default 500; 0: only at the end). */
   checkpointEvery?: number;
@@ -142,6 +155,9 @@ export interface StepReport {
   stepMs: number;
   gpuBytes: number;
   gpuPeakBytes: number;
+  /** f16 runs: the loss scale this update's backward used, and whether the update was skipped for overflow. */
+  lossScale?: number;
+  skipped?: boolean;
   /** Checkpoint or sample grid written after this step. */
   checkpoint?: string;
   samples?: string;
@@ -255,6 +271,8 @@ export interface LoadDistillModelsOptions {
   vae?: 'both' | 'encoder' | 'decoder' | 'none';
   /** Load the tokenizers and text encoders (default true). */
   textEncoders?: boolean;
+  /** The UNet's storage type (default 'f32'); the VAE and text encoders stay f32. */
+  dtype?: DType;
 }
 
 export async function loadDistillModels(gpu: Gpu, model: string, opts: LoadDistillModelsOptions = {}): Promise<DistillModels> {
@@ -270,7 +288,7 @@ export async function loadDistillModels(gpu: Gpu, model: string, opts: LoadDisti
         await ckpt.close();
       }
     };
-    const unet = new UNet2DConditionModel(gpu, layout.configs.unet as UNetConfigJson);
+    const unet = new UNet2DConditionModel(gpu, layout.configs.unet as UNetConfigJson, { dtype: opts.dtype ?? 'f32' });
     owned.push(unet);
     await load('unet', (s) => unet.loadWeights(s));
     const m: DistillModels = {
@@ -324,6 +342,8 @@ export class TcdDistiller {
   ownsModels = true;
   private permCache?: { epoch: number; perm: number[] };
   private readonly cfg: Resolved;
+  /** Dynamic loss scaling of an f16 UNet's backward (undefined in f32). */
+  readonly scaler?: LossScaler;
 
   private constructor(
     readonly gpu: Gpu,
@@ -333,6 +353,7 @@ export class TcdDistiller {
     cfg: Resolved,
   ) {
     this.cfg = cfg;
+    if (models.unet.dtype === 'f16') this.scaler = new LossScaler(opts.lossScale);
     this.solver = new DdimSolver(alphasCumprod(noiseScheduleOf(models.schedulerConfig), 'float32'), cfg.numDdimTimesteps);
     this.optimizer = new LoraAdamW(models.unet.loraParameters(), {
       beta1: opts.beta1,
@@ -346,13 +367,20 @@ export class TcdDistiller {
   /** Loads the model folder, attaches a fresh LoRA (or the one of `resume`), lists the data. */
   static async create(gpu: Gpu, opts: TcdDistillerOptions, models?: DistillModels): Promise<TcdDistiller> {
     const cfg = resolve(opts);
+    // An unwritable output folder fails here, before models load or a single update is spent.
+    await assertWritableFolder(opts.output);
     const resumed = opts.resume ? await loadCheckpoint(opts.resume) : undefined;
     const sampling = cfg.sampleEvery > 0;
+    const requested = opts.dtype ?? 'f32';
+    if (requested !== 'f32' && requested !== 'f16' && requested !== 'auto') throw new DistillError(`dtype must be f32, f16 or auto, got '${requested as string}'`);
+    if (models && requested !== 'auto' && opts.dtype !== undefined && models.unet.dtype !== requested)
+      throw new DistillError(`dtype ${requested} asked, but the given models' UNet is ${models.unet.dtype}`);
     const m =
       models ??
       (await loadDistillModels(gpu, opts.model, {
         vae: opts.data ? (sampling ? 'both' : 'encoder') : sampling ? 'decoder' : 'none',
         textEncoders: !!opts.data || sampling,
+        dtype: await resolveDType(gpu, requested, opts.log),
       }));
     let d: TcdDistiller | undefined;
     try {
@@ -414,6 +442,17 @@ export class TcdDistiller {
       throw new DistillError(
         `cannot resume ${ck.path}: it was trained with different settings:\n  ${diffs.map((k) => `${k}: checkpoint ${JSON.stringify(ck.state.config[k])}, now ${JSON.stringify(want[k])}`).join('\n  ')}`,
       );
+    const ckDtype = ck.state.dtype ?? 'f32';
+    if (ckDtype !== this.models.unet.dtype)
+      throw new DistillError(`cannot resume ${ck.path}: it was trained with the UNet in ${ckDtype}, this run's UNet is ${this.models.unet.dtype}`);
+    if (this.scaler) {
+      const ls = ck.state.lossScaler;
+      if (!ls || !(ls.scale > 0) || !Number.isInteger(ls.goodSteps) || !Number.isInteger(ls.skipped))
+        throw new DistillError(`cannot resume ${ck.path}: an f16 checkpoint needs lossScaler { scale > 0, goodSteps, skipped } in training_state.json, got ${JSON.stringify(ls)}`);
+      this.scaler.scale = ls.scale;
+      this.scaler.goodSteps = ls.goodSteps;
+      this.scaler.skipped = ls.skipped;
+    }
     if (ck.state.seed !== this.cfg.seed) throw new DistillError(`cannot resume ${ck.path}: seed ${ck.state.seed}, this run's seed is ${this.cfg.seed}`);
     if (ck.state.datasetSize !== this.source.length)
       throw new DistillError(`cannot resume ${ck.path}: it saw a dataset of ${ck.state.datasetSize} examples, this one has ${this.source.length}`);
@@ -474,7 +513,18 @@ export class TcdDistiller {
 
   /** Sample k of the stream: the example and its per-step draws (n, m, w, noise). */
   private async sample(k: number): Promise<{ ex: TrainingExample; index: number; endIndex: number; w: number; noise: Float32Array }> {
-    const ex = await this.source.get(this.datasetIndex(k), new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_DATA), k)));
+    const item = this.datasetIndex(k);
+    let ex: TrainingExample;
+    try {
+      ex = await this.source.get(item, new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_DATA), k)));
+    } catch (e) {
+      // A bad file found mid-run (images are decoded when drawn): its own message names it; say where the run stands.
+      const last = (await listCheckpoints(this.opts.output)).at(-1);
+      throw new DistillError(
+        `update ${this.step + 1}, dataset item ${item}: ${(e as Error).message}\n` +
+          (last ? `the last checkpoint ${last.path} (update ${last.step}) is intact: fix or remove the file and continue with resume` : 'no checkpoint was written yet'),
+      );
+    }
     const rng = new SeededRng(deriveSeed(deriveSeed(this.cfg.seed, SALT_STEP), k));
     const N = this.cfg.numDdimTimesteps;
     const index = nextInt(rng, 0, N - 1);
@@ -518,28 +568,53 @@ export class TcdDistiller {
     };
   }
 
-  /** One optimizer update: gradAccum micro-batches, clipping, AdamW, EMA. */
-  async trainStep(): Promise<StepReport> {
+  /**
+   * One optimizer update: gradAccum micro-batches from the data stream (or the given micro-batches, which leave the
+   * stream's position alone), clipping, AdamW, EMA. An f16 UNet's backward is loss-scaled: gradients with an
+   * Infinity / NaN skip AdamW (the update still counts, as torch's GradScaler.step in the diffusers loop) and the
+   * scale backs off.
+   */
+  async trainStep(batches?: readonly TcdBatch[]): Promise<StepReport> {
     const t0 = performance.now();
-    const { batchSize: B, gradAccum: A } = this.cfg;
+    const { batchSize: B } = this.cfg;
+    const A = batches ? batches.length : this.cfg.gradAccum;
+    if (!(A >= 1)) throw new DistillError('trainStep: no micro-batches given');
+    const lossScale = this.scaler?.scale;
     let loss = 0;
     let lossL2 = 0;
     let lossHuber = 0;
     for (let a = 0; a < A; a++) {
-      const batch = await this.batch(this.samplesSeen);
+      const batch = batches ? batches[a] : await this.batch(this.samplesSeen);
       const r = await tcdDistillStep(this.models.unet, this.solver, batch, {
         loss: this.cfg.loss,
         huberC: this.cfg.huberC,
-        gradScale: 1 / A,
+        gradScale: (lossScale ?? 1) / A,
         targetAdapters: this.ema,
       });
-      this.samplesSeen += B;
+      if (!batches) this.samplesSeen += B;
       loss += r.loss / A;
       lossL2 += r.lossL2 / A;
       lossHuber += r.lossHuber / A;
     }
     const lr = learningRate({ name: this.cfg.lrSchedule, lr: this.cfg.lr, warmupSteps: this.cfg.warmupSteps, totalSteps: this.opts.maxSteps }, this.step);
-    const rep = await this.optimizer.update(lr);
+    let rep: { gradNorm: number; clipCoef: number };
+    let skipped: boolean | undefined;
+    if (this.scaler) {
+      // Unscale into f32 (one read-back: the global norm); non-finite → skip AdamW, the scale has backed off.
+      const params = this.optimizer.parameters.filter((p) => p.var.grad);
+      const u = await this.scaler.unscale(params.map((p) => p.var.grad!));
+      skipped = !u.finite;
+      if (u.grads) {
+        params.forEach((p, i) => {
+          p.var.grad!.release();
+          p.var.grad = u.grads![i];
+        });
+        rep = await this.optimizer.update(lr);
+      } else {
+        this.optimizer.zeroGrad();
+        rep = { gradNorm: u.norm, clipCoef: 1 };
+      }
+    } else rep = await this.optimizer.update(lr);
     this.updateEma();
     this.step++;
     const stepMs = performance.now() - t0;
@@ -557,6 +632,7 @@ export class TcdDistiller {
       stepMs,
       gpuBytes: pool.currentBytes,
       gpuPeakBytes: pool.peakBytes,
+      ...(lossScale !== undefined ? { lossScale, skipped } : {}),
     };
   }
 
@@ -575,7 +651,10 @@ export class TcdDistiller {
   }
 
   private state(): TrainingState {
-    return { step: this.step, seed: this.cfg.seed, samplesSeen: this.samplesSeen, datasetSize: this.source.length, config: this.runConfig() };
+    const s: TrainingState = { step: this.step, seed: this.cfg.seed, samplesSeen: this.samplesSeen, datasetSize: this.source.length, config: this.runConfig() };
+    if (this.models.unet.dtype !== 'f32') s.dtype = this.models.unet.dtype;
+    if (this.scaler) s.lossScaler = { scale: this.scaler.scale, goodSteps: this.scaler.goodSteps, skipped: this.scaler.skipped };
+    return s;
   }
 
   /** Writes checkpoint-<step>/ (atomically) and prunes old ones; returns its path. */

@@ -19,6 +19,7 @@ export {
   OPTIMIZER_FILE,
   STATE_FILE,
   TrainingCheckpointError,
+  assertWritableFolder,
   checkpointName,
   listCheckpoints,
   loadCheckpoint,

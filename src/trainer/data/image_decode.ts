@@ -86,7 +86,9 @@ export function decodeImageRgba(bytes: Uint8Array, name: string, opts: Pick<Deco
       if (opts.exifTranspose !== false) img = applyExifOrientation(img, j.orientation);
     }
   } catch (e) {
-    throw new ImageDecodeError(`${name}: corrupt or unsupported ${format.toUpperCase()} (${(e as Error).message})`);
+    throw new ImageDecodeError(
+      `${name}: corrupt or unsupported ${format.toUpperCase()} (${(e as Error).message}): expected a complete ${format.toUpperCase()} file, got ${bytes.length} bytes that do not decode (truncated or damaged?)`,
+    );
   }
   if (!(img.width > 0 && img.height > 0) || img.data.length !== img.width * img.height * 4)
     throw new ImageDecodeError(`${name}: ${format.toUpperCase()} decoded to ${img.width}×${img.height} with ${img.data.length} bytes; expected width·height·4`);
