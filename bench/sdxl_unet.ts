@@ -60,6 +60,9 @@ Options:
                      allow_unsafe_apis,vulkan_enable_f16_on_nvidia)
   --unsafe           enable Dawn ${UNSAFE_TOGGLES.join(', ')} (faster, no bounds checks)
   --no-profile       skip the per-op-type breakdown
+  --conv-pack        keep packed copies of the conv weights (WeightCacheOptions.packConvForward in forward and
+                     train, packConvInputGrad in train; +1.33 GB f32 each for SDXL) instead of packing per call.
+                     Default: the model's defaults, one copy of every weight
   --dry-run          no GPU: run the same code against a recording device with H100 limits and report the memory
                      plan (pool peaks, largest buffer / binding vs maxStorageBufferBindingSize); times are host-only
   --help             this text
@@ -77,6 +80,8 @@ interface Options {
   json?: string;
   unsafe: boolean;
   profile: boolean;
+  /** Keep packed conv weights (forward and train; the input-gradient packing in train); false: the defaults. */
+  convPack: boolean;
   dryRun: boolean;
   help: boolean;
   /** UNet weights and activations (f32 math in the kernels either way), one model per entry. */
@@ -86,7 +91,7 @@ interface Options {
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, dryRun: false, help: false, dtypes: ['f32'] };
+  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, convPack: false, dryRun: false, help: false, dtypes: ['f32'] };
   const int = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? 'nothing'}`);
@@ -137,6 +142,9 @@ function parseArgs(argv: string[]): Options {
         o.dtypes = [...new Set(list as DType[])];
         break;
       }
+      case '--conv-pack':
+        o.convPack = true;
+        break;
       case '--no-profile':
         o.profile = false;
         break;
@@ -324,9 +332,10 @@ async function runMode(b: Bench, mode: Mode, o: Options, dtype: DType): Promise<
     output_finite: null,
   };
   b.unet.gradientCheckpointing = mode === 'train-ckpt' ? { resnets: true, transformerBlocks: true } : {};
-  // Checkpointing is the memory-lean mode: no packed copy of the conv weights (+1.33 GB for SDXL), packed per call.
-  // The plain training step keeps the input-gradient packing too (+1.33 GB; 244 packing dispatches a step less).
-  b.unet.weightCaches = { packConvForward: mode !== 'train-ckpt', packConvInputGrad: mode === 'train' };
+  // Default: one copy of every weight (conv weights packed per call). --conv-pack: packed copies as before (+1.33 GB
+  // for SDXL each), except under checkpointing, the memory-lean mode; the plain training step also keeps the
+  // input-gradient packing (244 packing dispatches a step less).
+  b.unet.weightCaches = { packConvForward: o.convPack && mode !== 'train-ckpt', packConvInputGrad: o.convPack && mode === 'train' };
   const once = async (): Promise<{ out: Var; ms: number; hostMs: number }> => {
     const t = performance.now();
     const out = mode === 'forward' ? forward(b) : trainStep(b);

@@ -64,9 +64,9 @@ async function step(): Promise<{ out: Float32Array; dSample: Float32Array }> {
 }
 
 describe('UNet weight caches', () => {
-  it('defaults: fused QKV, batched cross K/V, forward packing on; input-grad packing off', () => {
+  it('defaults: fused QKV, batched cross K/V on (views, no copies); conv packing off (it would copy)', () => {
     expect(unet.weightCaches).toEqual(DEFAULT_WEIGHT_CACHES);
-    expect(DEFAULT_WEIGHT_CACHES).toEqual({ ...ON, packConvInputGrad: false });
+    expect(DEFAULT_WEIGHT_CACHES).toEqual({ ...ON, packConvForward: false, packConvInputGrad: false });
   });
 
   it('every cache on vs off: same output and input gradient, also checkpointed; caches follow a reload', async () => {
