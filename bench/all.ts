@@ -9,6 +9,7 @@ import * as adamw from './adamw.bench.js';
 import * as attention from './attention.bench.js';
 import * as conv2d from './conv2d.bench.js';
 import type { BenchCase } from './case.js';
+import type { DType } from '../src/dtype.js';
 import * as elementwise from './elementwise.bench.js';
 import * as geglu from './geglu.bench.js';
 import * as group_norm from './group_norm.bench.js';
@@ -21,6 +22,8 @@ import * as softmax from './softmax.bench.js';
 
 export interface BenchSuite {
   cases: BenchCase[];
+  /** Element types the suite's kernels run in (default f32 only); a case's own `dtypes` overrides it. */
+  dtypes?: readonly DType[];
 }
 
 /** File stem (bench/<stem>.bench.ts) → module. */

@@ -146,4 +146,7 @@ if (sweep) {
     cases.push(backwardCase(SELF_L1, false, { tileDq: t.dq, tileDkdv: t.dkdv }, 'attention backward sweep'));
 }
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export { cases };

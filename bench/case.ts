@@ -1,6 +1,7 @@
 // The shape of a benchmark case. Each kernel family has bench/<name>.bench.ts exporting `cases: BenchCase[]`;
 // bench/run.ts times them with GPU timestamps (warm-up, median of N) and prints a table / JSON.
 import type { Gpu } from '../runtime/device.js';
+import type { DType } from '../src/dtype.js';
 
 export interface Reference {
   /** Throughput of the reference in the case's unit (GFLOP/s for flops cases, GB/s for bytes cases). */
@@ -23,6 +24,13 @@ export interface BenchCase {
   /** Part of `--quick` (must be small enough for lavapipe: the whole quick set runs in < 1 minute there). */
   quick?: boolean;
   reference?: Reference;
+  /**
+   * Element types the case runs in (`npm run bench -- --dtype f16` runs those listing 'f16', with f16 inputs from
+   * bench/inputs.ts filled()); default: its suite's `dtypes` export, else f32 only.
+   */
+  dtypes?: readonly DType[];
+  /** Why the case cannot run on this device (a feature it needs is not offered), or null: the row is left out. */
+  unavailable?(gpu: Gpu): string | null;
   /** Allocates inputs; returns run() that enqueues exactly one execution (no readback) and dispose(). */
   setup(gpu: Gpu): Promise<{ run(): void; dispose(): void }> | { run(): void; dispose(): void };
 }

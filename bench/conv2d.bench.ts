@@ -145,6 +145,9 @@ function sweep(): BenchCase[] {
 
 const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   convCase(S320, 'forward', false, REF_320),
   convCase(S1280, 'forward', false, REF_1280),

@@ -50,6 +50,9 @@ const FF_ACT = [4096, 5120];
 const CONV_SMALL = [1, 320, 32, 32];
 const FF_SMALL = [256, 1280];
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   addCase(CONV_ACT, CONV_ACT, false),
   addCase(CONV_ACT, [1, 320, 1, 1], false),

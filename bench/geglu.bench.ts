@@ -44,6 +44,9 @@ function backwardCase(R: number, F: number, note: string, quick: boolean): Bench
   };
 }
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   forwardCase(4096, 2560, ' (SDXL level 1)', false),
   forwardCase(1024, 5120, ' (SDXL level 2)', false),

@@ -66,6 +66,9 @@ const R2 = [1, 640, 64, 64];
 const R3 = [1, 1280, 32, 32];
 const SMALL = [1, 320, 32, 32];
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   forwardCase(R1, false, false, pytorchH100('group_norm32_1x320x128x128_fp32')),
   forwardCase(R1, true, false, hbmRooflineH100()),

@@ -60,6 +60,9 @@ function backwardCase(M: number, D: number, quick: boolean): BenchCase {
 
 // SDXL transformer blocks: 4096 tokens × 640 (64×64 latent level), 1024 tokens × 1280 (32×32 level); quick:
 // lavapipe-sized.
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   forwardCase(4096, 640, false),
   forwardCase(1024, 1280, false),

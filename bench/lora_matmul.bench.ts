@@ -63,6 +63,9 @@ function backwardCase(M: number, K: number, N: number, r: number, quick = false)
   };
 }
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   // SDXL attention projections at 64×64 latents (4096 tokens, 640 channels) and the 32×32 feed-forward input.
   forwardCase(4096, 640, 640, 64),

@@ -3,6 +3,7 @@
 // epilogue, a backward, and small quick cases for lavapipe. flops = 2·M·N·K per GEMM.
 import type { Gpu } from '../runtime/device.js';
 import { type Activation, MATMUL_TILES, matmul, matmulBackward } from '../src/kernels/matmul.js';
+import { matmulSubgroupMatrix, subgroupMatrixPlan } from '../src/kernels/matmul_subgroup_matrix.js';
 import { Tensor } from '../src/tensor.js';
 import type { BenchCase, Reference } from './case.js';
 import { filled } from './inputs.js';
@@ -73,6 +74,9 @@ function backwardCase(M: number, K: number, N: number, quick = false): BenchCase
   };
 }
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   forwardCase({ M: 4096, K: 4096, N: 4096, reference: CUBLAS_4096 }),
   // SDXL UNet linears (M = tokens): attention projections at 64×64 latents, the feed-forward in/out at 32×32,
@@ -89,7 +93,33 @@ export const cases: BenchCase[] = [
   forwardCase({ M: 512, K: 512, N: 512, quick: true }),
   forwardCase({ M: 77, K: 256, N: 320, transB: true, bias: true, quick: true }),
   backwardCase(256, 128, 128, true),
+  // The tensor-core GEMM (kernels/matmul_subgroup_matrix.wgsl): f16 only, where the device offers subgroup matrices.
+  subgroupMatrixCase(4096, 4096, 4096),
+  subgroupMatrixCase(4096, 1280, 5120, true),
+  subgroupMatrixCase(512, 512, 512, false, true),
 ];
+
+function subgroupMatrixCase(M: number, K: number, N: number, transB = false, quick = false): BenchCase {
+  return {
+    kernel: 'matmul subgroup-matrix',
+    shape: `${M}x${K}x${N}${transB ? ' x·Wᵀ' : ''}`,
+    flops: 2 * M * N * K,
+    quick,
+    dtypes: ['f16'],
+    unavailable: (gpu) => {
+      const plan = subgroupMatrixPlan(gpu);
+      return 'reason' in plan ? plan.reason : null;
+    },
+    setup(gpu) {
+      const a = filled(gpu, [M, K], 'a');
+      const b = filled(gpu, transB ? [N, K] : [K, N], 'b');
+      return {
+        run: () => matmulSubgroupMatrix(a, b, { transB }).release(),
+        dispose: () => [a, b].forEach((t) => t.release()),
+      };
+    },
+  };
+}
 
 // TCD_MATMUL_SWEEP=1: every tile preset × K-split 1, 2, 4 on the SDXL UNet's linear shapes (M tokens × K in × N out),
 // to fit the wrapper's tile and split choice (chooseMatmulTile, splitKFor) to the GPU at hand.

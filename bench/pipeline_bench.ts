@@ -240,9 +240,10 @@ export async function runPipelineBench(gpu: Gpu, opts: PipelineBenchOptions = {}
   const tokenizers = await sdxlTokenizers();
   const tInit = performance.now();
   const shown = new Map<RandomPart, number>();
-  const { pipe, parts } = randomSdxlPipeline(gpu, configs, tokenizers, {
+  const { pipe, parts } = await randomSdxlPipeline(gpu, configs, tokenizers, {
     seed: o.seed,
-    dtype: opts.dtype,
+    // Benchmarks name their dtype (no probe: a dry run has no GPU to probe).
+    dtype: opts.dtype ?? 'f32',
     onProgress: (part, done, total) => {
       // About every 10 % of a part, and its end.
       if (done === total || done - (shown.get(part) ?? 0) >= Math.ceil(total / 10)) {

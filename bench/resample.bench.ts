@@ -75,6 +75,9 @@ function splitCase(shape: Shape, sizeA: number, quick: boolean): BenchCase {
   };
 }
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   upsampleCase([1, 1280, 32, 32], false),
   upsampleCase([1, 640, 64, 64], false),

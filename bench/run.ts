@@ -15,6 +15,8 @@ import { SUITES, type BenchSuite } from './all.js';
 import type { BenchCase } from './case.js';
 import { HOST_CASES, hostOverheadRow } from './host_overhead.js';
 import { measure, median } from './measure.js';
+import { setBenchDType } from './inputs.js';
+import type { DType } from '../src/dtype.js';
 import { PEERS, type PeerName, peerShapes, runPeers, shutdownPeers } from './peers/index.js';
 import { type Report, type Row, formatPeerComparison, formatTable, ratioOf, throughputOf, toJson } from './report.js';
 
@@ -33,6 +35,10 @@ Options:
                      gpujs (gpu.js: headless-gl, else cpu; and its webgpu mode). Default list: ${PEERS.join(',')}
   --unsafe           also enable ${UNSAFE_TOGGLES.join(', ')} (faster, no bounds checks)
   --nvidia-f16       also enable ${NVIDIA_F16_TOGGLES.join(', ')} ('shader-f16' on NVIDIA Vulkan)
+  --dtype <f32|f16>  element type of the inputs (default f32). f16: the cases of kernels with f16 variants (matmul,
+                     LoRA matmul, conv2d, attention, norms, elementwise, softmax, GEGLU, resample) on f16 tensors,
+                     and the subgroup-matrix GEMM where the device offers it; GB/s counts 2 bytes per element (math
+                     and statistics stay f32 inside the kernels). Needs 'shader-f16' (NVIDIA: --nvidia-f16)
   --runs <n>         timed runs per case (default 20, --quick 5); the median is reported
   --warmup <n>       warm-up runs per case (default 5, --quick 3; at least 1)
   --budget <s>       seconds one case's (or peer shape's) timed runs may take before N is cut or the peer
@@ -62,6 +68,7 @@ interface Options {
   budgetS: number;
   host: boolean;
   list: boolean;
+  dtype: DType;
   help: boolean;
 }
 
@@ -80,6 +87,7 @@ function parseArgs(argv: string[]): Options {
     budgetS: quick ? 5 : 30,
     host: true,
     list: false,
+    dtype: 'f32',
     help: false,
   };
   const value = (i: number, name: string): string => {
@@ -142,6 +150,12 @@ function parseArgs(argv: string[]): Options {
       case '--budget':
         o.budgetS = count(inline ?? value(i++, flag), flag, 0.1);
         break;
+      case '--dtype': {
+        const v = inline ?? value(i++, flag);
+        if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got '${v}'`);
+        o.dtype = v;
+        break;
+      }
       case '--no-host':
         o.host = false;
         break;
@@ -152,6 +166,7 @@ function parseArgs(argv: string[]): Options {
         throw new UsageError(`unknown option '${a}'`);
     }
   }
+  if (o.dtype === 'f16' && o.peers.length) throw new UsageError('--peers: the peers run f32 GEMMs only; leave out --dtype f16');
   return o;
 }
 
@@ -208,8 +223,13 @@ async function main(): Promise<number> {
       progress(`warning: bench/${stem}.bench.ts exports no 'cases' array; skipped`);
       continue;
     }
-    all.push(...suite.cases);
+    for (const c of suite.cases) {
+      if (!(c.dtypes ?? suite.dtypes ?? ['f32']).includes(o.dtype)) continue;
+      // f16 rows: named so, inputs halve the bytes moved; the fp32 references do not apply.
+      all.push(o.dtype === 'f32' ? c : { ...c, kernel: `${c.kernel} f16`, bytes: c.bytes === undefined ? undefined : c.bytes / 2, reference: undefined });
+    }
   }
+  setBenchDType(o.dtype);
   const cases = all.filter((c) => (!o.quick || c.quick) && selected(o, c.kernel, c.shape));
   const hostCases = o.host ? HOST_CASES.filter((c) => (!o.quick || c.quick) && selected(o, c.kernel, c.shape)) : [];
   const peersWanted = o.peers.length > 0 && (!o.filter || o.filter.test('matmul'));
@@ -240,8 +260,17 @@ async function main(): Promise<number> {
     const rows: Row[] = [];
     const t0 = performance.now();
     let i = 0;
+    if (o.dtype === 'f16' && !gpu.hasF16) {
+      progress(`--dtype f16: this device does not offer 'shader-f16'${o.nvidiaF16 ? '' : ' (NVIDIA: --nvidia-f16)'}`);
+      return 1;
+    }
     for (const c of cases) {
       i++;
+      const why = c.unavailable?.(gpu);
+      if (why) {
+        progress(`[${i}/${cases.length}] ${c.kernel} ${c.shape}: left out (${why})`);
+        continue;
+      }
       const row = await runCase(gpu, c, o, adapter);
       rows.push(row);
       progress(`[${i}/${cases.length}] ${c.kernel} ${c.shape}: ${row.error ? `FAILED (${row.error})` : `${row.median_ms?.toFixed(4)} ms`}`);

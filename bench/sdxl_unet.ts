@@ -15,7 +15,6 @@ import { Tape, Var, tidy } from '../src/autograd/tape.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { type AdamWSlot, adamwStep } from '../src/kernels/adamw.js';
 import { constantTensor, randomNormal } from '../src/kernels/random.js';
-import { initRandomParameters } from '../src/nn/init.js';
 import { Tensor } from '../src/tensor.js';
 import type { DType } from '../src/dtype.js';
 import { sizeClass } from '../runtime/buffer_pool.js';
@@ -56,10 +55,14 @@ Options:
   --warmup <n>       warm-up runs per mode (default 2)
   --seed <n>         weight / input seed (default 0)
   --json <file>      also write the results as JSON (atomically)
-  --dtype <f32|f16>  UNet weights and activations (default f32; f16 needs shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=
+  --dtype <list>     UNet weights and activations: f32, f16 or f32,f16 (both, one model after the other; one table
+                     with a dtype column). Default f32; f16 needs shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=
                      allow_unsafe_apis,vulkan_enable_f16_on_nvidia)
   --unsafe           enable Dawn ${UNSAFE_TOGGLES.join(', ')} (faster, no bounds checks)
   --no-profile       skip the per-op-type breakdown
+  --conv-pack        keep packed copies of the conv weights (WeightCacheOptions.packConvForward in forward and
+                     train, packConvInputGrad in train; +1.33 GB f32 each for SDXL) instead of packing per call.
+                     Default: the model's defaults, one copy of every weight
   --dry-run          no GPU: run the same code against a recording device with H100 limits and report the memory
                      plan (pool peaks, largest buffer / binding vs maxStorageBufferBindingSize); times are host-only
   --help             this text
@@ -77,16 +80,18 @@ interface Options {
   json?: string;
   unsafe: boolean;
   profile: boolean;
+  /** Keep packed conv weights (forward and train; the input-gradient packing in train); false: the defaults. */
+  convPack: boolean;
   dryRun: boolean;
   help: boolean;
-  /** UNet weights and activations (f32 math in the kernels either way). */
-  dtype: DType;
+  /** UNet weights and activations (f32 math in the kernels either way), one model per entry. */
+  dtypes: DType[];
 }
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, dryRun: false, help: false, dtype: 'f32' };
+  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, convPack: false, dryRun: false, help: false, dtypes: ['f32'] };
   const int = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? 'nothing'}`);
@@ -132,11 +137,14 @@ function parseArgs(argv: string[]): Options {
         o.unsafe = true;
         break;
       case '--dtype': {
-        const v = next();
-        if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got ${v ?? 'nothing'}`);
-        o.dtype = v;
+        const list = (next() ?? '').split(',');
+        for (const v of list) if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32, f16 or f32,f16, got '${list.join(',')}'`);
+        o.dtypes = [...new Set(list as DType[])];
         break;
       }
+      case '--conv-pack':
+        o.convPack = true;
+        break;
       case '--no-profile':
         o.profile = false;
         break;
@@ -163,17 +171,22 @@ const fmtBytes = (b: number) => (Math.abs(b) >= GiB ? `${gib(b)} GiB` : `${(b / 
 
 interface ModeResult {
   mode: Mode;
+  dtype: DType;
   what: string;
   median_ms: number | null;
   min_ms: number | null;
   all_ms: number[];
-  /** Per run: time until the JS had recorded and submitted the run (before waiting for the GPU). */
+  /** Per run: host recording time, until the JS had recorded, encoded and submitted the whole run (no GPU wait). */
   host_ms: number[];
   timing: string;
   /** Pool bytes live before the timed runs (weights, inputs, adapters, optimizer moments). */
   baseline_bytes: number;
-  /** Pool peak over the timed runs (live pooled buffers, weights included). */
+  /** Pool peak over the timed runs (live pooled buffers by size class, weights included). */
   peak_bytes: number;
+  /** What the owners of the buffers live at the peak asked for (peak_bytes − this: the size-class rounding). */
+  peak_requested_bytes: number;
+  /** Peak of live + cached pool bytes over the timed runs: what the device held at most. */
+  peak_held_bytes: number;
   /** Training: pool bytes of the AdamW moments (live for the whole step; part of baseline and peak). */
   optimizer_state_bytes?: number;
   /** Bind groups per timed run: created vs reused from the cache. */
@@ -299,11 +312,12 @@ async function isFinite(t: Tensor): Promise<boolean> {
   return (await t.toArray()).every(Number.isFinite);
 }
 
-async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
+async function runMode(b: Bench, mode: Mode, o: Options, dtype: DType): Promise<ModeResult> {
   const { gpu } = b;
   const what = mode === 'forward' ? 'forward' : `LoRA r${o.rank} train step${mode === 'train-ckpt' ? ' + checkpointing' : ''}`;
   const res: ModeResult = {
     mode,
+    dtype,
     what,
     median_ms: null,
     min_ms: null,
@@ -312,16 +326,21 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
     timing: o.dryRun ? 'host only (dry run: nothing runs on a GPU)' : 'wall clock around gpu.sync(), one run at a time',
     baseline_bytes: 0,
     peak_bytes: 0,
+    peak_requested_bytes: 0,
+    peak_held_bytes: 0,
     footprint_bytes: 0,
     output_finite: null,
   };
   b.unet.gradientCheckpointing = mode === 'train-ckpt' ? { resnets: true, transformerBlocks: true } : {};
-  // Checkpointing is the memory-lean mode: no packed copy of the conv weights (+1.33 GB for SDXL), packed per call.
-  // The plain training step keeps the input-gradient packing too (+1.33 GB; 244 packing dispatches a step less).
-  b.unet.weightCaches = { packConvForward: mode !== 'train-ckpt', packConvInputGrad: mode === 'train' };
+  // Default: one copy of every weight (conv weights packed per call). --conv-pack: packed copies as before (+1.33 GB
+  // for SDXL each), except under checkpointing, the memory-lean mode; the plain training step also keeps the
+  // input-gradient packing (244 packing dispatches a step less).
+  b.unet.weightCaches = { packConvForward: o.convPack && mode !== 'train-ckpt', packConvInputGrad: o.convPack && mode === 'train' };
   const once = async (): Promise<{ out: Var; ms: number; hostMs: number }> => {
     const t = performance.now();
     const out = mode === 'forward' ? forward(b) : trainStep(b);
+    // Host recording: JS time to record, encode and submit the whole run (the last batch too), no GPU wait.
+    gpu.flush();
     const hostMs = performance.now() - t;
     await gpu.sync();
     return { out, ms: performance.now() - t, hostMs };
@@ -359,6 +378,8 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
     };
     const rep = gpu.pool.report();
     res.peak_bytes = rep.peakBytes;
+    res.peak_requested_bytes = rep.requestedAtPeakBytes;
+    res.peak_held_bytes = rep.peakHeldBytes;
     if (mode !== 'forward' && b.moments) res.optimizer_state_bytes = b.moments.reduce((n, m) => n + sizeClass(m.m.bytes) + sizeClass(m.v.bytes), 0);
     res.footprint_bytes = rep.currentBytes + rep.cachedBytes;
     res.median_ms = median(res.all_ms);
@@ -406,7 +427,7 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
   return res;
 }
 
-function report(results: ModeResult[], o: Options, comparable: boolean, weightBytes: number, header: string): string {
+function report(results: ModeResult[], o: Options, comparable: boolean, weightBytes: Partial<Record<DType, number>>, header: string): string {
   const lines: string[] = [header];
   const rows = results.map((r) => {
     const a = anchorFor(r.mode);
@@ -415,10 +436,13 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
     const ok = comparable && (r.mode === 'forward' || o.rank === 64);
     return [
       r.what,
+      r.dtype,
       r.error ? 'FAILED' : ms === null ? '-' : ms.toFixed(1),
       r.host_ms.length ? median(r.host_ms).toFixed(1) : '-',
       r.profile ? r.profile.gpu_ms.toFixed(1) : '-',
+      r.profile && r.host_ms.length ? `${((100 * median(r.host_ms)) / r.profile.gpu_ms).toFixed(1)} %` : '-',
       r.error ? '-' : peak.toFixed(2),
+      r.error ? '-' : gib(r.peak_held_bytes),
       a.ms.toFixed(1),
       a.GiB.toFixed(1),
       ok && ms !== null && !r.error && !o.dryRun ? `${(ms / a.ms).toFixed(2)}×` : '-',
@@ -428,23 +452,31 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
   });
   lines.push(
     table(
-      ['mode', o.dryRun ? 'ms (host only)' : 'ms (median)', 'host ms', 'GPU sum ms', 'peak GiB', 'PyTorch ms', 'PyTorch GiB', 'time ratio', 'memory ratio', 'finite'],
+      ['mode', 'dtype', o.dryRun ? 'ms (host only)' : 'ms (median)', 'host ms', 'GPU sum ms', 'host / GPU', 'peak GiB', 'held GiB', 'PyTorch ms', 'PyTorch GiB', 'time ratio', 'memory ratio', 'finite'],
       rows,
     ),
   );
   lines.push(`PyTorch: ${ANCHOR_SOURCE}.`);
   if (!comparable) lines.push('Ratios: only for the SDXL config at --size 1024 (and --rank 64 for training), which the PyTorch figures are for.');
-  lines.push('ms = wall clock of a run incl. gpu.sync(); host ms = until the run was recorded and submitted; GPU sum = the profiled run\'s dispatch times added up (timestamp queries, one pass per dispatch).');
-  lines.push(`Ratio = this / PyTorch (time: > 1 is slower). Peak GiB = buffer-pool peak of live buffers incl. weights (${gib(weightBytes)} GiB) and size-class rounding.`);
+  lines.push(
+    'ms = wall clock of a run incl. gpu.sync(); host ms = host recording: JS time from the first dispatch call to the last submit (no GPU wait inside: the GPU works meanwhile); ' +
+      "GPU sum = the profiled run's dispatch times added up (timestamp queries, one pass per dispatch); host / GPU = host ms as a share of GPU sum (target < 15 % for the f16 forward).",
+  );
+  lines.push(
+    `Ratio = this / PyTorch (time: > 1 is slower). Peak GiB = buffer-pool peak of live buffers as allocated (size classes), incl. weights (${Object.entries(weightBytes).map(([d, n]) => `${d} ${gib(n!)} GiB`).join(', ')}); ` +
+      'held GiB = peak of live + cached pool buffers (all the device held).',
+  );
   for (const r of results) {
-    if (r.error) lines.push(`\n${r.what}: FAILED: ${r.error}`);
+    const wb = weightBytes[r.dtype] ?? 0;
+    if (r.error) lines.push(`\n${r.what} (${r.dtype}): FAILED: ${r.error}`);
     const extra = [
       `baseline ${fmtBytes(r.baseline_bytes)}`,
       `peak above baseline ${fmtBytes(r.peak_bytes - r.baseline_bytes)}`,
+      `peak as requested ${fmtBytes(r.peak_requested_bytes)} (size-class rounding ${fmtBytes(r.peak_bytes - r.peak_requested_bytes)})`,
       r.optimizer_state_bytes !== undefined
         ? `peak without the AdamW moments ${fmtBytes(r.peak_bytes - r.optimizer_state_bytes)} (moments ${fmtBytes(r.optimizer_state_bytes)}; ` +
           `PyTorch's ${anchorFor(r.mode).GiB.toFixed(2)} GiB is below weights + LoRA params + their gradients + moments, ` +
-          `${gib(weightBytes + r.optimizer_state_bytes * 2)} GiB, all live when a backward ends, so it cannot include AdamW state)`
+          `${gib(wb + r.optimizer_state_bytes * 2)} GiB, all live when a backward ends, so it cannot include AdamW state)`
         : '',
       `pool footprint after (live + cached) ${fmtBytes(r.footprint_bytes)}`,
       r.loss !== undefined ? `loss ${r.loss.toPrecision(5)}` : '',
@@ -452,7 +484,7 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
       r.host_ms.length ? `host recording + submit ${median(r.host_ms).toFixed(1)} ms (median; the GPU works meanwhile)` : '',
       r.bind_groups ? `bind groups per run: ${r.bind_groups.created} created, ${r.bind_groups.reused} reused` : '',
     ].filter(Boolean);
-    lines.push(`\n${r.what}: ${extra.join('; ')}`);
+    lines.push(`\n${r.what} (${r.dtype}): ${extra.join('; ')}`);
     if (r.profile) {
       const p = r.profile;
       lines.push(`GPU time by op type (one more run, ${p.dispatches} dispatches, sum ${p.gpu_ms.toFixed(1)} ms; one timed pass per dispatch):`);
@@ -477,6 +509,56 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
   return lines.join('\n');
 }
 
+/** One model in one dtype: random weights, then every mode; the model is freed before the next dtype. */
+async function benchDType(gpu: Gpu, cfg: UNetConfigJson, configName: string, o: Options, dtype: DType, dry?: DryRunHost) {
+  const unet = new UNet2DConditionModel(gpu, cfg, { dtype });
+  progress(`dtype: ${dtype}`);
+  let nParams = 0;
+  for (const p of unet.parameters.values()) nParams += p.shape.reduce((a, d) => a * d, 1);
+  progress(`built ${configName}: ${unet.parameters.size} tensors, ${nParams.toLocaleString('en-US')} parameters (${gib(4 * nParams)} GiB f32)`);
+  const tInit = performance.now();
+  let lastShown = 0;
+  // unet.initRandom: the weights fused GEMMs read stacked are packed (one copy of each), as a loaded model's.
+  const init = unet.initRandom({
+    seed: o.seed,
+    onProgress: (done, total) => {
+      if (done === total || done - lastShown >= Math.ceil(total / 10)) {
+        lastShown = done;
+        progress(`random init: ${done}/${total} tensors`);
+      }
+    },
+  });
+  await gpu.sync();
+  progress(`random init done in ${((performance.now() - tInit) / 1000).toFixed(1)} s (${gib(init.bytes)} GiB on the GPU)`);
+  const b: Bench = {
+    gpu,
+    unet,
+    inputs: makeInputs(gpu, cfg, o.size, o.seed),
+    target: new Var(randomNormal(gpu, [1, cfg.out_channels ?? 4, o.size / 8, o.size / 8], { seed: o.seed, stream: 4 }, 0, 1, 'target')),
+    one: constantTensor(gpu, [1], 1, 'dloss'),
+    dry,
+    adamStep: 0,
+  };
+  const results: ModeResult[] = [];
+  try {
+    for (const mode of o.modes) {
+      progress(`${dtype} ${mode}: start`);
+      // The forward runs first and without adapters, as PyTorch's forward figure was taken.
+      if (mode !== 'forward' && !b.loraParams) await attachLora(b, o);
+      results.push(await runMode(b, mode, o, dtype));
+    }
+  } finally {
+    for (const v of Object.values(b.inputs)) v?.dispose();
+    b.target.dispose();
+    b.one.release();
+    for (const m of b.moments ?? []) [m.m, m.v].forEach((t) => t.release());
+    unet.dispose();
+    await gpu.sync().catch(() => {});
+    gpu.pool.trim();
+  }
+  return { results, weightBytes: init.bytes, nParams, nTensors: unet.parameters.size };
+}
+
 async function main(): Promise<number> {
   let o: Options;
   try {
@@ -496,58 +578,33 @@ async function main(): Promise<number> {
   const configName = o.config ?? 'SDXL base 1.0 (test/fixtures/sdxl_config/unet_config.json)';
 
   const enableToggles = o.unsafe ? UNSAFE_TOGGLES : [];
-  const dry = o.dryRun ? dryRunHost(o.dtype === 'f16' ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
+  const dry = o.dryRun ? dryRunHost(o.dtypes.includes('f16') ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
   const gpu = await Gpu.create(dry ? { host: dry } : { enableToggles, disableToggles: BENCH_DISABLE_TOGGLES });
   let code = 0;
   try {
     const adapter = gpu.describe();
     progress(`adapter: ${adapter}`);
-    const unet = new UNet2DConditionModel(gpu, cfg, { dtype: o.dtype });
-    progress(`dtype: ${o.dtype}`);
-    let nParams = 0;
-    for (const p of unet.parameters.values()) nParams += p.shape.reduce((a, d) => a * d, 1);
-    progress(`built ${configName}: ${unet.parameters.size} tensors, ${nParams.toLocaleString('en-US')} parameters (${gib(4 * nParams)} GiB f32)`);
-    const tInit = performance.now();
-    let lastShown = 0;
-    const init = initRandomParameters(gpu, unet.parameters, {
-      seed: o.seed,
-      dtype: o.dtype,
-      onProgress: (done, total) => {
-        if (done === total || done - lastShown >= Math.ceil(total / 10)) {
-          lastShown = done;
-          progress(`random init: ${done}/${total} tensors`);
-        }
-      },
-    });
-    await gpu.sync();
-    progress(`random init done in ${((performance.now() - tInit) / 1000).toFixed(1)} s (${gib(init.bytes)} GiB on the GPU)`);
-
-    const b: Bench = {
-      gpu,
-      unet,
-      inputs: makeInputs(gpu, cfg, o.size, o.seed),
-      target: new Var(randomNormal(gpu, [1, cfg.out_channels ?? 4, o.size / 8, o.size / 8], { seed: o.seed, stream: 4 }, 0, 1, 'target')),
-      one: constantTensor(gpu, [1], 1, 'dloss'),
-      dry,
-      adamStep: 0,
-    };
     const results: ModeResult[] = [];
-    for (const mode of o.modes) {
-      progress(`${mode}: start`);
-      // The forward runs first and without adapters, as PyTorch's forward figure was taken.
-      if (mode !== 'forward' && !b.loraParams) await attachLora(b, o);
-      results.push(await runMode(b, mode, o));
+    const weightBytes: Partial<Record<DType, number>> = {};
+    let nParams = 0;
+    let nTensors = 0;
+    for (const dtype of o.dtypes) {
+      const r = await benchDType(gpu, cfg, configName, o, dtype, dry);
+      results.push(...r.results);
+      weightBytes[dtype] = r.weightBytes;
+      nParams = r.nParams;
+      nTensors = r.nTensors;
     }
     const comparable = nParams === SDXL_PARAMS && o.size === 1024;
     const latent = o.size / 8;
     const header = [
       '',
-      `UNet benchmark: ${configName}, random weights, f32; sample [1, ${cfg.in_channels ?? 4}, ${latent}, ${latent}] (${o.size}²), timestep 999`,
+      `UNet benchmark: ${configName}, random weights, ${o.dtypes.join(' and ')}; sample [1, ${cfg.in_channels ?? 4}, ${latent}, ${latent}] (${o.size}²), timestep 999`,
       `adapter: ${adapter}${o.unsafe ? ` (unsafe: ${UNSAFE_TOGGLES.join(', ')})` : ''}`,
-      `weights: ${unet.parameters.size} tensors, ${nParams.toLocaleString('en-US')} parameters, ${gib(init.bytes)} GiB; ${o.warmup} warm-up + ${o.steps} timed runs per mode`,
+      `weights: ${nTensors} tensors, ${nParams.toLocaleString('en-US')} parameters, ${Object.entries(weightBytes).map(([d, n]) => `${gib(n!)} GiB ${d}`).join(', ')}; ${o.warmup} warm-up + ${o.steps} timed runs per mode`,
       '',
     ].join('\n');
-    console.log(report(results, o, comparable, init.bytes, header));
+    console.log(report(results, o, comparable, weightBytes, header));
     if (dry) console.log(dryRunPlan(dry, gpu));
     if (results.some((r) => r.error)) code = 1;
 
@@ -559,8 +616,8 @@ async function main(): Promise<number> {
         toggles: { enabled: enableToggles, disabled: dry ? [] : BENCH_DISABLE_TOGGLES },
         config: configName,
         parameters: nParams,
-        weight_bytes: init.bytes,
-        options: { size: o.size, latent, modes: o.modes, rank: o.rank, steps: o.steps, warmup: o.warmup, seed: o.seed, unsafe: o.unsafe, dry_run: o.dryRun },
+        weight_bytes: weightBytes,
+        options: { size: o.size, latent, modes: o.modes, dtypes: o.dtypes, rank: o.rank, steps: o.steps, warmup: o.warmup, seed: o.seed, unsafe: o.unsafe, dry_run: o.dryRun },
         results,
         pytorch: Object.fromEntries(MODES.map((m) => [m, anchorFor(m)])),
         pytorch_source: ANCHOR_SOURCE,
@@ -570,7 +627,6 @@ async function main(): Promise<number> {
       await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify(doc, null, 1) + '\n'));
       progress(`wrote ${o.json}`);
     }
-    unet.dispose();
   } catch (e) {
     console.error(`sdxl_unet: ${(e as Error).stack ?? e}`);
     code = 1;

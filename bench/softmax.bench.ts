@@ -48,6 +48,9 @@ function backwardCase(shape: Shape, quick: boolean): BenchCase {
 const SELF = [10 * 4096, 4096];
 const CROSS = [10 * 4096, 77];
 
+/** The kernels have f16 variants (`npm run bench -- --dtype f16`). */
+export const dtypes = ['f32', 'f16'] as const;
+
 export const cases: BenchCase[] = [
   forwardCase(SELF, false),
   forwardCase(CROSS, false),

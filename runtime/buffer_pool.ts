@@ -10,9 +10,16 @@ export interface PooledBuffer {
 }
 
 export interface PoolStats {
-  /** Bytes held by live (acquired, not released) buffers, by capacity. */
+  /** Bytes held by live (acquired, not released) buffers, by capacity (size class: what is allocated). */
   currentBytes: number;
+  /** Peak of currentBytes (size-class rounding included). */
   peakBytes: number;
+  /** Bytes the owners of live buffers asked for (currentBytes without the size-class rounding). */
+  requestedBytes: number;
+  /** requestedBytes at the moment of peakBytes: peakBytes − this is what the rounding added to the peak. */
+  requestedAtPeakBytes: number;
+  /** Peak of live + cached bytes: what the device held at most. */
+  peakHeldBytes: number;
   /** Bytes kept in free lists for reuse. */
   cachedBytes: number;
   allocations: number;
@@ -50,7 +57,16 @@ export class BufferPool {
   private nextOrder = 0;
   /** Every buffer this pool created and has not destroyed (live or free), for destroyAll(). */
   private readonly created = new Set<GPUBuffer>();
-  private readonly stats: PoolStats = { currentBytes: 0, peakBytes: 0, cachedBytes: 0, allocations: 0, reuses: 0 };
+  private readonly stats: PoolStats = {
+    currentBytes: 0,
+    peakBytes: 0,
+    requestedBytes: 0,
+    requestedAtPeakBytes: 0,
+    peakHeldBytes: 0,
+    cachedBytes: 0,
+    allocations: 0,
+    reuses: 0,
+  };
   /** Called before buffers are destroyed (trim, destroyAll): caches holding buffers drop them. */
   onDestroy?: () => void;
 
@@ -75,13 +91,20 @@ export class BufferPool {
       this.created.add(buffer);
       this.stats.allocations++;
     }
-    this.stats.currentBytes += capacity;
-    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.currentBytes);
+    const s = this.stats;
+    s.currentBytes += capacity;
+    s.requestedBytes += bytes;
+    if (s.currentBytes > s.peakBytes) {
+      s.peakBytes = s.currentBytes;
+      s.requestedAtPeakBytes = s.requestedBytes;
+    }
+    s.peakHeldBytes = Math.max(s.peakHeldBytes, s.currentBytes + s.cachedBytes);
     return { buffer, capacity, bytes };
   }
 
   release(b: PooledBuffer): void {
     this.stats.currentBytes -= b.capacity;
+    this.stats.requestedBytes -= b.bytes;
     this.stats.cachedBytes += b.capacity;
     let list = this.free.get(b.capacity);
     if (!list) this.free.set(b.capacity, (list = []));
@@ -123,6 +146,8 @@ export class BufferPool {
 
   resetPeak(): void {
     this.stats.peakBytes = this.stats.currentBytes;
+    this.stats.requestedAtPeakBytes = this.stats.requestedBytes;
+    this.stats.peakHeldBytes = this.stats.currentBytes + this.stats.cachedBytes;
   }
 
   report(): PoolStats {

@@ -37,8 +37,11 @@ class Storage {
   ) {
     this.buffer = pooled?.buffer ?? external!.buffer;
     this.offset = external?.offset ?? 0;
+    this.size = pooled ? pooled.bytes : external!.buffer.size - this.offset;
   }
   readonly offset: number;
+  /** Bytes of the storage from `offset` (what its owner asked for), the bound of sub-views. */
+  readonly size: number;
   release(): void {
     if (--this.refs === 0 && this.pooled) this.gpu.pool.release(this.pooled);
     if (this.refs < 0) throw new Error(`buffer '${this.buffer.label}' released twice`);
@@ -54,6 +57,8 @@ export class Tensor {
     readonly dtype: DType,
     private readonly storage: Storage,
     readonly label: string,
+    /** Where a sub-view (view()) starts within the storage. */
+    private readonly viewOffset = 0,
   ) {}
 
   static empty(gpu: Gpu, shape: Shape, dtype: DType = 'f32', label = 'tensor'): Tensor {
@@ -144,9 +149,9 @@ export class Tensor {
     this.assertLive();
     return this.storage.buffer;
   }
-  /** Where the tensor starts in `buffer` (0 except for Tensor.fromBuffer). */
+  /** Where the tensor starts in `buffer` (0 except for Tensor.fromBuffer and sub-views). */
   get byteOffset(): number {
-    return this.storage.offset;
+    return this.storage.offset + this.viewOffset;
   }
   /** Bytes a binding of this tensor covers (rounded up to 4 as WebGPU requires). */
   get bindingBytes(): number {
@@ -202,7 +207,31 @@ export class Tensor {
     if (numel(out) !== this.size || !out.every(Number.isInteger))
       throw new ShapeError(`reshape of '${this.label}': cannot view ${shapeStr(this.shape)} as ${shapeStr(shape)}`);
     this.storage.refs++;
-    return new Tensor(this.gpu, out, this.dtype, this.storage, this.label);
+    return new Tensor(this.gpu, out, this.dtype, this.storage, this.label, this.viewOffset);
+  }
+
+  /**
+   * A view of `shape` elements starting `byteOffset` bytes after this tensor's start, sharing its storage (e.g. one
+   * weight inside a buffer that holds several back to back). Kernels bind it at its offset, so the offset must be a
+   * multiple of minStorageBufferOffsetAlignment. Release each view.
+   */
+  view(byteOffset: number, shape: Shape, label = this.label): Tensor {
+    this.assertLive();
+    checkShape(shape, label);
+    const align = this.gpu.limits.minStorageBufferOffsetAlignment;
+    const at = this.viewOffset + byteOffset;
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || (this.byteOffset + byteOffset) % align !== 0)
+      throw new RangeError(`view of '${this.label}': offset ${byteOffset} must be a non-negative multiple of minStorageBufferOffsetAlignment (${align}) from the buffer's start`);
+    const bytes = numel(shape) * BYTES_PER_ELEMENT[this.dtype];
+    if (at + bytes > this.storage.size)
+      throw new RangeError(`view of '${this.label}': ${shapeStr(shape)} ${this.dtype} at offset ${byteOffset} ends at byte ${at + bytes} of the storage, which has ${this.storage.size}`);
+    this.storage.refs++;
+    return new Tensor(this.gpu, [...shape], this.dtype, this.storage, label, at);
+  }
+
+  /** Whether `other` is a view of the same storage that starts where this tensor ends (weights laid out back to back). */
+  isFollowedBy(other: Tensor): boolean {
+    return other.storage === this.storage && other.dtype === this.dtype && other.viewOffset === this.viewOffset + this.bytes;
   }
 
   async toArray(): Promise<Float32Array> {

@@ -75,7 +75,7 @@ describe('tcd CLI', () => {
   it('prompt → PNG files: batch of 2 with a LoRA, progress on stderr, timings on stdout, nothing half-written', async () => {
     const out = join(dir, 'out', 'fox.png');
     const r = await tcd(['sample', '--model', model, '--prompt', 'a red fox in the snow', '--width', '64', '--height', '48', '--batch', '2',
-      '--seed', '11', '--lora', `${LORA}:0.8`, '--out', out]);
+      '--seed', '11', '--lora', `${LORA}:0.8`, '--out', out, '--dtype', 'f32']);
     console.log(`  tcd sample: exit ${r.code} in ${r.ms.toFixed(0)} ms\n${r.stdout}`);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`wrote ${join(dir, 'out', 'fox-0.png')} (64×48, seed 11)`);

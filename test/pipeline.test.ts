@@ -2,7 +2,7 @@
 // tiny UNet and its LoRA): images, determinism per seed, the UNet's conditioning (add_time_ids, latent shape, CFG
 // batches), guidance rules, every sampler, LoRA stacking, memory, and the errors for bad sizes, folders and LoRAs.
 // The loop's numbers against diffusers are in the golden tcd_loop suite (test/golden/tcd_loop.ts).
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { type GenerateOptions, type GenerateResult, TcdSdxlPipeline, addTimeIds 
 import type { Tensor } from '../src/tensor.js';
 import type { UNetInputs } from '../src/unet/unet.js';
 import { makeTinySdxl } from '../scripts/make_tiny_sdxl.js';
+import { probeF16 } from '../src/kernels/f16_support.js';
 import { testGpu } from './helpers.js';
 
 const LORA = 'test/fixtures/tiny_unet/lora.safetensors';
@@ -241,6 +242,19 @@ describe('TcdSdxlPipeline: LoRAs', () => {
     } finally {
       [stacked, base, zero].forEach((p) => p.dispose());
     }
+  });
+});
+
+describe('TcdSdxlPipeline: defaults from the model and the device', () => {
+  it('no width / height: the UNet config\'s sample_size × the VAE\'s scale factor (as diffusers); dtype auto: f16 where the probe passes', async () => {
+    const unetCfg = JSON.parse(await readFile(join(dir, 'model', 'unet', 'config.json'), 'utf8'));
+    const vaeCfg = JSON.parse(await readFile(join(dir, 'model', 'vae', 'config.json'), 'utf8'));
+    const side = unetCfg.sample_size * 2 ** (vaeCfg.block_out_channels.length - 1);
+    const r = await pipe.generate({ prompt: BASE.prompt, seed: 3, steps: 1 });
+    expect([r.images[0].width, r.images[0].height]).toEqual([side, side]);
+    expect(distinctValues(r.images[0].data)).toBeGreaterThan(20);
+    const probe = gpu.hasF16 ? await probeF16(gpu) : { ok: false };
+    expect(pipe.unet.dtype, 'fromPretrained without dtype: auto').toBe(probe.ok ? 'f16' : 'f32');
   });
 });
 

@@ -168,6 +168,64 @@ describe('buffer pool', () => {
     expect(gpu.pool.report().currentBytes).toBe(before.currentBytes);
   });
 
+  it('reports bytes requested vs allocated at the peak, and the peak of live + cached bytes', () => {
+    gpu.pool.resetPeak();
+    const r0 = gpu.pool.report();
+    expect(r0.peakHeldBytes).toBe(r0.currentBytes + r0.cachedBytes);
+    const a = Tensor.empty(gpu, [1001], 'f32', 'pool-req-a'); // 4004 bytes asked, one size class allocated
+    const b = Tensor.empty(gpu, [5000], 'f32', 'pool-req-b');
+    const r1 = gpu.pool.report();
+    expect(r1.peakBytes - r0.currentBytes).toBe(sizeClass(4004) + sizeClass(20000));
+    expect(r1.requestedAtPeakBytes - r0.requestedBytes).toBe(4004 + 20000);
+    // Held (live + cached) only grows while nothing is destroyed: its peak is the latest value.
+    expect(r1.peakHeldBytes).toBe(r1.currentBytes + r1.cachedBytes);
+    b.release(); // cached: still held by the device
+    const c = Tensor.empty(gpu, [100], 'f32', 'pool-req-c');
+    const r2 = gpu.pool.report();
+    expect(r2.peakBytes).toBe(r1.peakBytes);
+    expect(r2.peakHeldBytes).toBe(r2.currentBytes + r2.cachedBytes);
+    expect(r2.peakHeldBytes).toBeGreaterThanOrEqual(r1.peakHeldBytes);
+    a.release();
+    c.release();
+    expect(gpu.pool.report().requestedBytes).toBe(r0.requestedBytes);
+  });
+
+  it('sub-views: a weight inside a shared buffer reads its own bytes; bounds and offset alignment are checked', async () => {
+    const align = gpu.limits.minStorageBufferOffsetAlignment;
+    const n = align / 4; // one alignment unit of f32
+    const data = Float32Array.from({ length: 3 * n }, (_, i) => i);
+    const pack = Tensor.fromArray(gpu, data, [3 * n], { label: 'pack' });
+    const second = pack.view(4 * n, [n, 1], 'second');
+    const third = pack.view(8 * n, [n], 'third');
+    const first = pack.view(0, [n]);
+    expect(second.byteOffset).toBe(4 * n);
+    expect(Array.from(await second.toArray())).toEqual(Array.from(data.subarray(n, 2 * n)));
+    const flat = second.reshape([n]);
+    const sum = add(flat, third);
+    expect(Array.from(await sum.toArray())).toEqual(Array.from({ length: n }, (_, i) => 2 * i + 3 * n));
+    flat.release();
+    sum.release();
+    expect(first.isFollowedBy(second)).toBe(true);
+    expect(second.isFollowedBy(third)).toBe(true);
+    expect(first.isFollowedBy(third)).toBe(false);
+    // A write through a view lands in the shared buffer only there.
+    second.write(new Float32Array(n).fill(-1));
+    const all = await pack.toArray();
+    expect(all[n - 1]).toBe(n - 1);
+    expect(all[n]).toBe(-1);
+    expect(all[2 * n]).toBe(2 * n);
+    expect(() => pack.view(4, [1])).toThrow(/multiple of minStorageBufferOffsetAlignment/);
+    expect(() => pack.view(8 * n, [n + 1])).toThrow(/ends at byte .* which has/);
+    // The buffer stays until its last view is released.
+    const live = gpu.pool.report().currentBytes;
+    pack.release();
+    first.release();
+    second.release();
+    expect(gpu.pool.report().currentBytes).toBe(live);
+    third.release();
+    expect(gpu.pool.report().currentBytes).toBe(live - sizeClass(12 * n));
+  });
+
   it('size classes are 256-byte aligned with at most 6.25% waste above 4 KiB', () => {
     for (const n of [1, 255, 257, 4096, 5000, 1 << 20, (1 << 20) + 1, 123456789]) {
       const c = sizeClass(n);

@@ -24,8 +24,9 @@ export interface SampleArgs {
   guidanceScale: number;
   /** Undefined: a random seed (printed). */
   seed?: number;
-  width: number;
-  height: number;
+  /** Undefined: the model's (UNet sample_size × the VAE's scale factor). */
+  width?: number;
+  height?: number;
   batch: number;
   scheduler: SchedulerName;
   out: string;
@@ -48,8 +49,9 @@ model
   --variant fp16            load the *.fp16.safetensors weights
   --dtype <f32|f16|auto>    UNet weights and activations in float32 or float16 (f32 math inside the kernels either
                             way; the text encoders and the VAE decode stay float32, as diffusers upcasts the SDXL
-                            VAE). auto: f16 where the device passes the f16 probe. f16 on a device that fails it
-                            runs f32 and says why (default f32)
+                            VAE). auto: f16 where the device has shader-f16 and passes the f16 probe, else f32
+                            with the reason printed. f16 on a device that fails it runs f32 and says why
+                            (default auto)
   --lora <path[:scale]>     a UNet LoRA (peft / diffusers / kohya), applied unfused; repeat for several
                             (scale multiplies the file's alpha/rank; default 1)
 
@@ -62,7 +64,8 @@ sampling
   --guidance-scale <g>      classifier-free guidance when > 1 (default 0: TCD is used without guidance)
   --scheduler <name>        ${SCHEDULER_NAMES.join(' | ')} (default tcd)
   --seed <n>                random seed (default: random, printed); image i of a batch uses seed + i
-  --width <px>, --height <px>   image size, multiples of 8 (default 1024 × 1024)
+  --width <px>, --height <px>   image size, multiples of 8 (default: the UNet config's sample_size × the VAE's
+                                scale factor, as diffusers; SDXL 1024 × 1024)
   --batch <n>               images per run (default 1)
   --original-inference-steps <n>   TCD/LCM distillation grid (default 50 from the scheduler config)
   --strength <s>            TCD/LCM: start at strength·T (0, 1] (default 1)
@@ -151,8 +154,8 @@ export function parseSampleArgs(argv: readonly string[]): SampleArgs | undefined
   if (!isSchedulerName(scheduler)) throw new UsageError(`--scheduler: unknown '${scheduler}'; expected one of ${SCHEDULER_NAMES.join(', ')}`);
   if (v.variant !== undefined && v.variant !== 'fp16') throw new UsageError(`--variant: only 'fp16' is known, got '${v.variant}'`);
   const size = (flag: string, s: string | undefined) => {
-    const x = num(flag, s, { int: true, min: 8 }) ?? 1024;
-    if (x % 8 !== 0) throw new UsageError(`${flag} ${x} is not a multiple of 8 (SDXL latents are 1/8 of the image size); try ${Math.round(x / 8) * 8}`);
+    const x = num(flag, s, { int: true, min: 8 });
+    if (x !== undefined && x % 8 !== 0) throw new UsageError(`${flag} ${x} is not a multiple of 8 (SDXL latents are 1/8 of the image size); try ${Math.round(x / 8) * 8}`);
     return x;
   };
   const out = v.out ?? 'tcd.png';
@@ -182,7 +185,7 @@ export function parseSampleArgs(argv: readonly string[]): SampleArgs | undefined
 
 function dtypeFlag(v: string | undefined): DTypeChoice {
   try {
-    return parseDTypeChoice(v ?? 'f32', '--dtype');
+    return parseDTypeChoice(v ?? 'auto', '--dtype');
   } catch (e) {
     throw new UsageError((e as Error).message);
   }

@@ -24,7 +24,10 @@ export class Attention extends Module {
   readonly toK: Linear;
   readonly toV: Linear;
   readonly toOut: Linear;
-  /** Self-attention: [to_q; to_k; to_v] weights stacked [3·inner, queryDim] (WeightCacheOptions.fuseQkv). */
+  /**
+   * Self-attention: [to_q; to_k; to_v] weights stacked [3·inner, queryDim] (WeightCacheOptions.fuseQkv): a view of
+   * the packed weights (ModelContext.weightPacks), or a copy where they were loaded apart (trainable, misaligned).
+   */
   private readonly qkv: DerivedWeight<Tensor>;
 
   constructor(
@@ -45,6 +48,8 @@ export class Attention extends Module {
     // to_out.1 is Dropout (identity).
     this.toOut = new Linear(ctx, this.path('to_out.0'), inner, queryDim, true);
     this.qkv = new DerivedWeight(ctx);
+    // Loaded back to back, the stacked [3·inner, queryDim] weight of the fused projection is a view, not a copy.
+    if (crossAttentionDim === undefined) ctx.weightPacks.push([this.toQ, this.toK, this.toV].map((l) => l.weight.name));
   }
 
   /** K and V come from frozen, adapter-free projections: they may be computed by a stacked GEMM. */

@@ -5,7 +5,8 @@
 // column ranges of the shared output (attention slices), without copies.
 //
 // Only blocks whose to_k / to_v are frozen and carry no LoRA take part (the others run their own projections), and
-// only when the context needs no gradient. The stacked weights are derived copies (WeightCacheOptions.batchCrossKv).
+// only when the context needs no gradient. The stacked weights are views of the to_k / to_v weights, which loaders
+// store back to back (ModelContext.weightPacks); copies only where they were loaded apart (WeightCacheOptions.batchCrossKv).
 // A sampler calls the UNet several times with one context: the K / V of the last context tensor are kept and reused
 // while that tensor and the stacked weights are unchanged (one [B·M, Σ 2·inner] output, 51 MB for SDXL).
 import { linear } from '../autograd/ops.js';
@@ -21,11 +22,32 @@ export class CrossKvBatch {
   /** The K / V of the last context, per group (views this object owns); freed with the other derived copies. */
   private readonly kept: DerivedWeight<{ version: number; outputs: Tensor[]; release(): void }>;
 
+  /** Chunk index per member: the members whose to_k / to_v are loaded back to back in one buffer. */
+  private readonly chunkOf = new Map<Attention, number>();
+
   constructor(
     private readonly ctx: ModelContext,
     readonly members: readonly Attention[],
   ) {
     this.kept = new DerivedWeight(ctx);
+    // Consecutive members of one context width, as many as one binding holds, form a weight pack (loaded back to
+    // back: the stacked weight is then a view of the to_k / to_v weights, not a second copy).
+    const budget = Math.min(ctx.gpu.limits.maxStorageBufferBindingSize, ctx.gpu.limits.maxBufferSize);
+    let chunk: Attention[] = [];
+    let bytes = 0;
+    const close = () => {
+      if (chunk.length) ctx.weightPacks.push(chunk.flatMap((m) => [m.toK.weight.name, m.toV.weight.name]));
+      chunk = [];
+      bytes = 0;
+    };
+    for (const m of members) {
+      const b = 2 * m.heads * m.headDim * (m.crossAttentionDim ?? 0) * 4;
+      if (chunk.length && (bytes + b > budget || m.crossAttentionDim !== chunk[0].crossAttentionDim)) close();
+      this.chunkOf.set(m, ctx.weightPacks.length);
+      chunk.push(m);
+      bytes += b;
+    }
+    close();
   }
 
   /** K / V slices by attention module name for the blocks that take part (empty when batching does not apply). */
@@ -76,7 +98,7 @@ export class CrossKvBatch {
     this.kept.release();
   }
 
-  /** Consecutive blocks whose stacked weight [rows, K] and output [B·M, rows] each fit one binding. */
+  /** Consecutive blocks of one weight pack whose stacked weight [rows, K] and output [B·M, rows] each fit one binding. */
   private group(eligible: readonly Attention[], context: Var): Attention[][] {
     const lim = this.ctx.gpu.limits;
     const budget = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
@@ -88,7 +110,7 @@ export class CrossKvBatch {
     let rows = 0;
     for (const m of eligible) {
       const r = 2 * m.heads * m.headDim;
-      if (cur.length && rows + r > maxRows) {
+      if (cur.length && (rows + r > maxRows || this.chunkOf.get(m) !== this.chunkOf.get(cur[0]))) {
         groups.push(cur);
         cur = [];
         rows = 0;

@@ -25,6 +25,11 @@ export interface RandomInitOptions {
   trainable?: (name: string) => boolean;
   /** Storage type of the parameters (default f32; f16: drawn in f32, rounded once). */
   dtype?: DType;
+  /**
+   * Where to put some parameters instead of a buffer of their own: name → a view of a packed buffer
+   * (allocatePackedWeights in src/nn/fused.ts); the values are copied in and the view becomes the parameter.
+   */
+  packed?: ReadonlyMap<string, Tensor>;
   /** Called after each parameter with the running count (e.g. a progress line every N tensors). */
   onProgress?: (done: number, total: number, name: string) => void;
 }
@@ -72,6 +77,12 @@ export function initRandomParameters(gpu: Gpu, params: ReadonlyMap<string, Param
       const h = cast(t, 'f16');
       t.release();
       t = h;
+    }
+    const into = opts.packed?.get(name);
+    if (into) {
+      gpu.queue.encoderForCopy().copyBufferToBuffer(t.buffer, t.byteOffset, into.buffer, into.byteOffset, t.bytes);
+      t.release();
+      t = into;
     }
     p.var?.dispose();
     p.var = new Var(t, opts.trainable?.(name) ?? false, name);

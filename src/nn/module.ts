@@ -52,20 +52,28 @@ export interface CheckpointOptions {
  * clearDerived). Each costs GPU memory; SDXL f32 sizes in parentheses (base weights: 10.3 GB).
  */
 export interface WeightCacheOptions {
-  /** Self-attention to_q / to_k / to_v as one GEMM on a stacked [3C, C] weight (+1.2 GB). Default true. */
+  /**
+   * Self-attention to_q / to_k / to_v as one GEMM on a stacked [3C, C] weight. Default true. No extra memory where the
+   * weights were loaded packed (frozen: ModelContext.weightPacks); a copy (+1.2 GB) otherwise.
+   */
   fuseQkv: boolean;
   /**
-   * Every cross-attention's to_k / to_v as one GEMM over the text context per forward (+1.3 GB), whose K / V are
-   * kept for the next forward with the same unchanged context tensor (sampler steps; +51 MB). Default true.
+   * Every cross-attention's to_k / to_v as one GEMM over the text context per forward (stacked weight: a view of the
+   * packed weights, or a copy of +1.3 GB where they were loaded apart), whose K / V are kept for the next forward
+   * with the same unchanged context tensor (sampler steps; +51 MB). Default true.
    */
   batchCrossKv: boolean;
-  /** Conv weights packed once for the forward kernel instead of per call (+ the conv weights' size). Default true. */
+  /**
+   * Conv weights packed once for the forward kernel instead of per call (+ the conv weights' size: +1.33 GB f32 for
+   * SDXL). Default false: one copy of every weight; per call, packing moves the weight twice (~2.7 GB per SDXL
+   * forward, ~1 ms of HBM bandwidth) and adds one dispatch per conv (51 per forward).
+   */
   packConvForward: boolean;
   /** Also keep the input-gradient packing (training backward; + the conv weights' size again). Default false. */
   packConvInputGrad: boolean;
 }
 
-export const DEFAULT_WEIGHT_CACHES: WeightCacheOptions = { fuseQkv: true, batchCrossKv: true, packConvForward: true, packConvInputGrad: false };
+export const DEFAULT_WEIGHT_CACHES: WeightCacheOptions = { fuseQkv: true, batchCrossKv: true, packConvForward: false, packConvInputGrad: false };
 
 /**
  * A tensor derived from frozen parameters, valid while those parameters hold the same Vars (loading weights
@@ -109,6 +117,12 @@ export class ModelContext {
    * and accumulation f32). LoRA adapters stay f32 (master weights, f32 gradients) and are cast per forward.
    */
   dtype: DType = 'f32';
+  /**
+   * Names of frozen [rows, K] weights (same K) that fused GEMMs read as one stacked matrix (self-attention to_q /
+   * to_k / to_v; the cross-attention to_k / to_v of many blocks): loaders store each group back to back in one
+   * buffer (allocatePackedWeights in src/nn/fused.ts), so the stacked matrix is a view and not a second copy.
+   */
+  readonly weightPacks: string[][] = [];
   /** During a forward: cross-attention K / V computed for many blocks at once, by attention module name. */
   crossKv?: ReadonlyMap<string, KvSlice>;
 

@@ -1,6 +1,6 @@
 // A TcdSdxlPipeline with random weights made on the GPU (src/nn/init.ts rules) from the four model configs: the real
 // architecture, no weight files. For benchmarks (bench/sdxl_pipeline.ts) and smoke tests; the images are noise.
-import type { DType } from '../dtype.js';
+import { type DTypeChoice, resolveDType } from '../kernels/f16_support.js';
 import type { Gpu } from '../../runtime/device.js';
 import type { RandomInitSummary } from '../nn/init.js';
 import { ClipTextModel } from '../text/clip_text_model.js';
@@ -28,8 +28,11 @@ export interface RandomPipelineOptions {
   /** Weight seed (default 0); each part adds its own offset. */
   seed?: number;
   scheduler?: SchedulerName;
-  /** The UNet's storage type (default f32; the text encoders and the VAE stay f32). */
-  dtype?: DType;
+  /**
+   * The UNet's storage type (the text encoders and the VAE stay f32). Default 'auto': f16 where the device has
+   * shader-f16 and passes the f16 probe, else f32 with the reason logged (resolveDType).
+   */
+  dtype?: DTypeChoice;
   /** After each parameter tensor of each part. */
   onProgress?: (part: RandomPart, done: number, total: number) => void;
 }
@@ -41,8 +44,9 @@ export interface RandomPipeline {
 }
 
 /** Builds the four models from their configs, fills them with random weights on the GPU, and wraps them. */
-export function randomSdxlPipeline(gpu: Gpu, configs: SdxlConfigs, tokenizers: [ClipTokenizer, ClipTokenizer], opts: RandomPipelineOptions = {}): RandomPipeline {
+export async function randomSdxlPipeline(gpu: Gpu, configs: SdxlConfigs, tokenizers: [ClipTokenizer, ClipTokenizer], opts: RandomPipelineOptions = {}): Promise<RandomPipeline> {
   const seed = opts.seed ?? 0;
+  const dtype = await resolveDType(gpu, opts.dtype ?? 'auto');
   const report = (part: RandomPart) => (done: number, total: number) => opts.onProgress?.(part, done, total);
   const owned: { dispose(): void }[] = [];
   try {
@@ -50,7 +54,7 @@ export function randomSdxlPipeline(gpu: Gpu, configs: SdxlConfigs, tokenizers: [
     owned.push(te1);
     const te2 = new ClipTextModel(gpu, configs.textEncoder2, { withProjection: true });
     owned.push(te2);
-    const unet = new UNet2DConditionModel(gpu, configs.unet, { dtype: opts.dtype });
+    const unet = new UNet2DConditionModel(gpu, configs.unet, { dtype });
     owned.push(unet);
     // The pipeline only decodes, as fromPretrained builds it.
     const vae = new AutoencoderKL(gpu, configs.vae, { parts: 'decoder' });

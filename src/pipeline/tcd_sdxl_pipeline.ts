@@ -12,6 +12,7 @@
 // of a batch equals the single-image run with its seed, and every run is reproducible.
 import type { Gpu } from '../../runtime/device.js';
 import type { DType } from '../dtype.js';
+import { type DTypeChoice, resolveDType } from '../kernels/f16_support.js';
 import { type ByteSource, fileSource } from '../io/byte_source.js';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.js';
 import { type LoraSet, parseLora } from '../io/lora_format.js';
@@ -59,11 +60,12 @@ interface LoadOptions {
   /** 'fp16' loads *.fp16.safetensors (converted to f32); default: the plain file, else whatever is there. */
   variant?: 'fp16' | 'default';
   /**
-   * The UNet's storage type (default 'f32'; see UNetModelOptions.dtype; resolveDType checks a device first). The text
-   * encoders and the VAE stay f32: the UNet's output is cast to f32, so the decode is upcast as diffusers does for
-   * SDXL's VAE, which overflows in f16.
+   * The UNet's storage type (see UNetModelOptions.dtype). Default 'auto': f16 where the device has shader-f16 and
+   * passes the f16 probe (resolveDType), else f32 with the reason logged (console.warn). The text encoders and the
+   * VAE stay f32: the UNet's output is cast to f32, so the decode is upcast as diffusers does for SDXL's VAE, which
+   * overflows in f16.
    */
-  dtype?: DType;
+  dtype?: DTypeChoice;
   scheduler?: SchedulerName;
   onProgress?: ProgressFn;
 }
@@ -134,7 +136,7 @@ export interface GenerateOptions {
   guidanceScale?: number;
   /** Default 0. Image b of the batch uses seed + b. */
   seed?: number;
-  /** Default 1024 each; multiples of 8. */
+  /** Default: the UNet config's sample_size × the VAE's scale factor, as diffusers (SDXL: 1024); multiples of 8. */
   width?: number;
   height?: number;
   /** Images per prompt (default 1). */
@@ -266,7 +268,8 @@ export class TcdSdxlPipeline {
     const tokenizers = await plan.tokenizers();
     progress('tokenizers');
     // Model shapes come from the configs alone: LoRAs are parsed and checked against them before any weights load.
-    const unet = new UNet2DConditionModel(gpu, plan.configs.unet as UNetConfigJson, { dtype: opts.dtype });
+    const dtype = await resolveDType(gpu, opts.dtype ?? 'auto');
+    const unet = new UNet2DConditionModel(gpu, plan.configs.unet as UNetConfigJson, { dtype });
     const vae = new AutoencoderKL(gpu, plan.configs.vae as VaeConfigJson, { parts: 'decoder' });
     const loraSets: { set: LoraSet; weight: number }[] = [];
     for (const l of loras) {
@@ -407,8 +410,12 @@ export class TcdSdxlPipeline {
       if (!Number.isInteger(x) || x < min) throw new PipelineError(`${name} must be an integer ≥ ${min}, got ${x}`);
       return x;
     };
-    const width = int('width', opts.width, 1024, 8);
-    const height = int('height', opts.height, 1024, 8);
+    // As diffusers: the UNet's sample_size × the VAE's scale factor (SDXL: 128 × 8 = 1024).
+    const ss = this.unet.config.sampleSize;
+    if ((opts.width === undefined || opts.height === undefined) && !ss)
+      throw new PipelineError('width / height not given and the UNet config has no sample_size to default them from: pass width and height');
+    const width = int('width', opts.width, (ss?.[1] ?? 0) * this.vae.config.downscale, 8);
+    const height = int('height', opts.height, (ss?.[0] ?? 0) * this.vae.config.downscale, 8);
     const factor = Math.max(8, this.vae.config.downscale);
     for (const [name, v] of [['width', width], ['height', height]] as const)
       if (v % factor !== 0)

@@ -4,6 +4,8 @@
 // else is refused up front, naming the key, rather than silently computing something different.
 
 export interface UNetConfigJson {
+  /** Latent size the model was trained at (int, or [height, width]); pipelines default the image size to it. */
+  sample_size?: number | readonly number[] | null;
   in_channels?: number;
   out_channels?: number;
   block_out_channels: number[];
@@ -65,6 +67,8 @@ export interface MidBlockSpec {
 }
 
 export interface ResolvedUNetConfig {
+  /** sample_size as [height, width] latents; undefined where the config has none. */
+  sampleSize?: readonly [number, number];
   inChannels: number;
   outChannels: number;
   blockOutChannels: number[];
@@ -208,7 +212,9 @@ export function resolveUNetConfig(cfg: UNetConfigJson): ResolvedUNetConfig {
       : undefined;
   const convInKernel = cfg.conv_in_kernel ?? 3;
   const convOutKernel = cfg.conv_out_kernel ?? 3;
+  const ss = cfg.sample_size;
   return {
+    sampleSize: typeof ss === 'number' ? [ss, ss] : Array.isArray(ss) && ss.length === 2 ? [ss[0], ss[1]] : undefined,
     inChannels: cfg.in_channels ?? 4,
     outChannels: cfg.out_channels ?? 4,
     blockOutChannels: channels,

@@ -18,6 +18,7 @@ import type { LoraAdapter, LoraSet } from '../io/lora_format.js';
 import { Conv2d } from '../nn/conv2d.js';
 import { TimestepEmbedding, Timesteps } from '../nn/embeddings.js';
 import { CrossKvBatch } from '../nn/cross_kv.js';
+import { allocatePackedWeights } from '../nn/fused.js';
 import { type ActivationProbe, type CheckpointOptions, ModelContext, Module, type Param, type WeightCacheOptions } from '../nn/module.js';
 import { GroupNorm } from '../nn/norm.js';
 import { Tensor } from '../tensor.js';
@@ -134,7 +135,13 @@ export class UNet2DConditionModel extends Module {
   /** Random weights on the GPU (N(0, 1/fan_in), norms 1, biases 0), for benchmarks and tests without a checkpoint. */
   initRandom(opts: RandomInitOptions = {}): RandomInitSummary {
     this.ctx.clearDerived();
-    return initRandomParameters(this.gpu, this.parameters, { dtype: this.ctx.dtype, ...opts });
+    // Packed weights are allocated after the old ones are gone (clearDerived above; disposed in the loop).
+    for (const p of this.ctx.params.values()) {
+      p.var?.dispose();
+      p.var = undefined;
+    }
+    const packed = allocatePackedWeights(this.ctx, opts.trainable);
+    return initRandomParameters(this.gpu, this.parameters, { dtype: this.ctx.dtype, packed, ...opts });
   }
 
   /** Recompute resnets and/or transformer blocks in the backward (checkpoint() from the tape). */

@@ -6,6 +6,7 @@ import { Var } from '../autograd/tape.js';
 import type { ByteSource } from '../io/byte_source.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { FLOAT_DTYPES, readHeader, readTensorF16Bits, readTensorF32 } from '../io/safetensors.js';
+import { allocatePackedWeights } from '../nn/fused.js';
 import type { ModelContext } from '../nn/module.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { toF16Bits } from '../dtype.js';
@@ -105,7 +106,21 @@ export async function loadStateDict(ctx: ModelContext, source: WeightSource, opt
   const unexpected = opts.allowUnexpected ? [] : [...index.shapes].filter(([k]) => !ctx.params.has(k)).map(([k, e]) => `${k} ${shapeStr(e.shape)}`);
   if (missing.length || unexpected.length || mismatched.length || unsupported.length)
     throw new StateDictError(index.name, missing, unexpected, mismatched, unsupported);
+  // Weights fused GEMMs read stacked go back to back into shared buffers (one copy of each weight).
+  ctx.clearDerived();
+  for (const p of ctx.params.values()) {
+    p.var?.dispose();
+    p.var = undefined;
+  }
+  const packed = allocatePackedWeights(ctx, opts.trainable);
   for (const [name, p] of ctx.params) {
+    const into = packed.get(name);
+    if (into) {
+      if (ctx.dtype === 'f16') into.writeF16Bits(await index.readF16(name));
+      else into.write(await index.read(name));
+      p.var = new Var(into, false, name);
+      continue;
+    }
     // An f16 model takes f16 bits (F16 files: their bytes as they are, no f32 copy on the host or the GPU).
     const t =
       ctx.dtype === 'f16'

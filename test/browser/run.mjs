@@ -139,7 +139,9 @@ export const PARITY = { maxAbs: 2, maxDifferingFraction: 0.05 };
 async function nodeReference(outDir) {
   const png = join(outDir, 'node-reference.png');
   const s = DEMO_SAMPLE;
-  const args = ['sample', '--model', TINY_SDXL_DIR, '--prompt', s.prompt, '--steps', s.steps, '--eta', s.eta, '--seed', s.seed, '--width', s.size, '--height', s.size, '--out', png];
+  const args = ['sample', '--model', TINY_SDXL_DIR, '--prompt', s.prompt, '--steps', s.steps, '--eta', s.eta, '--seed', s.seed, '--width', s.size, '--height', s.size, '--out', png,
+    // f32 like the page (SwiftShader has no shader-f16): a like-for-like check of the browser path against Node's.
+    '--dtype', 'f32'];
   const t0 = Date.now();
   const { stdout, stderr } = await execFileP(process.execPath, [join(root, 'bin/tcd.mjs'), ...args.map(String)], {
     cwd: root,
