@@ -1,6 +1,47 @@
-// Result rows, the printed table and the JSON report of `npm run bench`.
+// Result rows, the printed table and the JSON report of `npm run bench`, and the reporting pieces every bench shares
+// (bench/sdxl_*.ts too): aligned text tables, byte units, timed progress lines, atomic JSON files, the dry-run plan.
 import type { AdapterSummary } from '../runtime/device.js';
+import { writeFileAtomic } from '../src/io/safetensors.js';
 import type { Reference } from './case.js';
+import type { DryRunHost } from './dry_run_host.js';
+import type { Profile } from './op_breakdown.js';
+
+export const GiB = 2 ** 30;
+/** Bytes as GiB with 2 decimals (no unit). */
+export const gib = (b: number): string => (b / GiB).toFixed(2);
+/** Bytes as 'x.xx GiB' from 1 GiB on, else 'x.x MiB'. */
+export const fmtBytes = (b: number): string => (Math.abs(b) >= GiB ? `${gib(b)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+
+/** An aligned text table: header, dashes, rows; columns from `rightFrom` on are right-aligned (numbers). */
+export function textTable(header: string[], rows: string[][], rightFrom = 1): string {
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => (i >= rightFrom ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ');
+  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** A progress logger on stderr: '[  12.3 s] message', seconds since this call. */
+export function timedProgress(): (s: string) => void {
+  const t0 = performance.now();
+  return (s) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
+}
+
+/** Writes a bench's JSON result document atomically (temp + rename), one value per line-ish (indent 1). */
+export async function writeJsonReport(path: string, doc: unknown): Promise<void> {
+  await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(doc, null, 1)}\n`));
+}
+
+/** The memory plan of a --dry-run: largest buffer and binding against maxStorageBufferBindingSize, counts. */
+export function dryRunPlan(dry: DryRunHost, maxStorageBufferBindingSize: number, title: string): string {
+  const s = dry.stats;
+  const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+  return [
+    '',
+    title,
+    `  largest buffer:  ${mib(s.largestBuffer.bytes)} MiB ('${s.largestBuffer.label}')`,
+    `  largest binding: ${mib(s.largestBinding.bytes)} MiB (${s.largestBinding.label}) — maxStorageBufferBindingSize ${(maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB: ${s.largestBinding.bytes <= maxStorageBufferBindingSize ? 'fits' : 'DOES NOT FIT'}`,
+    `  buffers created: ${s.buffersCreated}; dispatches recorded: ${s.dispatches}`,
+  ].join('\n');
+}
 
 export type Unit = 'GFLOP/s' | 'GB/s' | 'call/s';
 
@@ -104,7 +145,13 @@ export function formatPeerComparison(rows: Row[]): string | undefined {
     cell(rows.find((r) => !r.peer && r.kernel === 'matmul' && r.shape === shape)),
     ...peers.map((p) => cell(rows.find((r) => r.peer === p && r.shape === shape))),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+  return textTable(header, body);
+}
+
+/** The per-op-type GPU time of a profiled run (bench/op_breakdown.ts) as a table. */
+export function opTypeTable(p: Profile): string {
+  return textTable(
+    ['op type', 'ms', 'share', 'of it backward ms', 'dispatches'],
+    p.groups.map((g) => [g.group, g.ms.toFixed(2), `${((100 * g.ms) / p.gpu_ms).toFixed(1)} %`, g.backward_ms.toFixed(2), String(g.dispatches)]),
+  );
 }

@@ -6,7 +6,7 @@
 // bench/bundle_peers.mjs → .gpu-dist/bench-peers.mjs bundles TF.js and gpu.js in, for the GPU machine.
 // gpu.js's WebGL mode needs headless-gl (npm `gl`, optional native build: libxi-dev + libxext-dev + pkg-config, then a
 // display: `xvfb-run -a npm run bench -- --peers`); without it gpu.js runs in its cpu mode, and the row says so.
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Gpu } from '../runtime/device.js';
@@ -15,8 +15,10 @@ import { SUITES, type BenchSuite } from './all.js';
 import type { BenchCase } from './case.js';
 import { HOST_CASES, hostOverheadRow } from './host_overhead.js';
 import { measure, median } from './measure.js';
+import { UsageError, runMain } from './options.js';
 import { setBenchDType } from './inputs.js';
 import type { DType } from '../src/dtype.js';
+import { writeFileAtomic } from '../src/io/safetensors.js';
 import { PEERS, type PeerName, peerShapes, runPeers, shutdownPeers } from './peers/index.js';
 import { type Report, type Row, formatPeerComparison, formatTable, ratioOf, throughputOf, toJson } from './report.js';
 
@@ -71,8 +73,6 @@ interface Options {
   dtype: DType;
   help: boolean;
 }
-
-class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options {
   const quick = argv.includes('--quick');
@@ -197,21 +197,7 @@ function selected(o: Options, kernel: string, shape: string): boolean {
   return !o.filter || o.filter.test(kernel) || o.filter.test(`${kernel} ${shape}`);
 }
 
-async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`bench: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (o.help) {
-    console.log(USAGE);
-    return 0;
-  }
+async function main(o: Options): Promise<number> {
   // With --json on stdout, everything human goes to stderr.
   const say = o.json === true ? (s: string) => console.error(s) : (s: string) => console.log(s);
   const progress = (s: string) => console.error(s);
@@ -311,7 +297,7 @@ async function main(): Promise<number> {
       };
       if (o.json === true) console.log(toJson(report));
       else {
-        writeFileSync(o.json, toJson(report) + '\n');
+        await writeFileAtomic(o.json, new TextEncoder().encode(toJson(report) + '\n'));
         say(`wrote ${o.json}`);
       }
     }
@@ -356,10 +342,4 @@ async function runCase(gpu: Gpu, c: BenchCase, o: Options, adapter: string): Pro
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain('bench', USAGE, parseArgs, main);

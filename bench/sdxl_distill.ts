@@ -14,7 +14,7 @@
 //   npx tsx bench/sdxl_distill.ts --dry-run            # no GPU: the memory plan against H100 limits
 //   npx tsx bench/sdxl_distill.ts --config test/fixtures/tiny_unet/config.json --size 64 --rank 4 --steps 1
 // GPU machine: node scripts/bundle-gpu.mjs → node .gpu-dist/sdxl_distill.mjs [options].
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gpu } from '../runtime/device.js';
@@ -23,7 +23,6 @@ import { sizeClass } from '../runtime/buffer_pool.js';
 import { add, mul, scale, sub, sumAllOp } from '../src/autograd/ops.js';
 import { Tape, Var, noGrad, tidy } from '../src/autograd/tape.js';
 import type { DType } from '../src/dtype.js';
-import { writeFileAtomic } from '../src/io/safetensors.js';
 import { type AdamWSlot, adamwStep } from '../src/kernels/adamw.js';
 import { constantTensor, randomNormal } from '../src/kernels/random.js';
 import { initRandomParameters } from '../src/nn/init.js';
@@ -34,18 +33,33 @@ import { ArraySource, normalArray } from '../src/trainer/examples.js';
 import { type TcdBatch, withAdapters } from '../src/trainer/tcd_distill_step.js';
 import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
-import sdxlConfig from '../test/fixtures/sdxl_config/unet_config.json' with { type: 'json' };
 import anchors from './anchors.json' with { type: 'json' };
 import { type DryRunHost, dryRunHost } from './dry_run_host.js';
 import { median } from './measure.js';
 import { type Profile, summarize } from './op_breakdown.js';
+import { type OptionsOf, dtypeFlag, flagHelp, parseFlags, runMain, switchFlag, unetBenchFlags, unetConfigOf } from './options.js';
+import { dryRunPlan, gib, opTypeTable, textTable, timedProgress, writeJsonReport } from './report.js';
 
 const UNSAFE_TOGGLES = ['disable_robustness', 'skip_validation'];
 const MODES = ['distill', 'distill-ckpt', 'anchor', 'anchor-ckpt'] as const;
 type Mode = (typeof MODES)[number];
-const GiB = 2 ** 30;
 /** SDXL's scheduler_config.json (what the trainer reads its noise schedule from). */
 const SDXL_SCHEDULER = { num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', prediction_type: 'epsilon' };
+
+const FLAGS = {
+  ...unetBenchFlags({ modes: MODES, steps: 3, warmup: 1, run: 'step', unsafeToggles: UNSAFE_TOGGLES }),
+  dtype: dtypeFlag(
+    'f32',
+    "the UNet's weights and activations (LoRA masters, gradients and AdamW state stay f32; f16 needs\n" +
+      'shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=allow_unsafe_apis,vulkan_enable_f16_on_nvidia)',
+  ),
+  dryRun: switchFlag(
+    '--dry-run',
+    'no GPU: the same code against a recording device with H100 limits; reports the memory plan\n' +
+      '(pool peaks, largest binding); read-backs are zeros, times are host-only',
+  ),
+};
+type Options = OptionsOf<typeof FLAGS>;
 
 const USAGE = `Usage: npx tsx bench/sdxl_distill.ts [options]   (GPU machine: node .gpu-dist/sdxl_distill.mjs [options])
 
@@ -62,111 +76,9 @@ buffer-pool peak (live pooled buffers incl. weights and size-class rounding, lik
 and a per-op-type GPU time breakdown of one more run.
 
 Options:
-  --config <path>    UNet config.json (default: SDXL base 1.0, test/fixtures/sdxl_config/unet_config.json)
-  --size <px>        image size; the latent is size/8 square (default 1024)
-  --mode <m>         ${MODES.join(' | ')} | all, or a comma list (default all)
-  --rank <r>         LoRA rank (default 64)
-  --steps <n>        timed steps per mode after the warm-up (default 3)
-  --warmup <n>       warm-up steps per mode (default 1)
-  --seed <n>         weight / input seed (default 0)
-  --dtype <f32|f16>  the UNet's weights and activations (LoRA masters, gradients and AdamW state stay f32; f16 needs
-                     shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=allow_unsafe_apis,vulkan_enable_f16_on_nvidia)
-  --json <file>      also write the results as JSON (atomically)
-  --unsafe           enable Dawn ${UNSAFE_TOGGLES.join(', ')}
-  --no-profile       skip the per-op-type breakdown
-  --dry-run          no GPU: the same code against a recording device with H100 limits; reports the memory plan
-                     (pool peaks, largest binding); read-backs are zeros, times are host-only
-  --help             this text`;
+${flagHelp(FLAGS)}`;
 
-interface Options {
-  config?: string;
-  size: number;
-  modes: Mode[];
-  rank: number;
-  steps: number;
-  warmup: number;
-  seed: number;
-  dtype: DType;
-  json?: string;
-  unsafe: boolean;
-  profile: boolean;
-  dryRun: boolean;
-  help: boolean;
-}
-
-class UsageError extends Error {}
-
-function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 3, warmup: 1, seed: 0, dtype: 'f32', unsafe: false, profile: true, dryRun: false, help: false };
-  const int = (flag: string, v: string | undefined, min: number) => {
-    const n = Number(v);
-    if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? 'nothing'}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => argv[++i];
-    switch (a) {
-      case '--config':
-        o.config = next();
-        if (!o.config) throw new UsageError('--config needs a path');
-        break;
-      case '--size':
-        o.size = int(a, next(), 8);
-        if (o.size % 8) throw new UsageError(`--size must be a multiple of 8 (the VAE factor), got ${o.size}`);
-        break;
-      case '--mode': {
-        const v = next() ?? '';
-        const list = v === 'all' ? [...MODES] : v.split(',');
-        for (const m of list) if (!(MODES as readonly string[]).includes(m)) throw new UsageError(`--mode: '${m}' is not one of ${MODES.join(', ')}, all`);
-        o.modes = MODES.filter((m) => list.includes(m));
-        break;
-      }
-      case '--rank':
-        o.rank = int(a, next(), 1);
-        break;
-      case '--steps':
-        o.steps = int(a, next(), 1);
-        break;
-      case '--warmup':
-        o.warmup = int(a, next(), 0);
-        break;
-      case '--seed':
-        o.seed = int(a, next(), 0);
-        break;
-      case '--dtype': {
-        const v = next();
-        if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got ${v ?? 'nothing'}`);
-        o.dtype = v;
-        break;
-      }
-      case '--json':
-        o.json = next();
-        if (!o.json) throw new UsageError('--json needs a file');
-        break;
-      case '--unsafe':
-        o.unsafe = true;
-        break;
-      case '--no-profile':
-        o.profile = false;
-        break;
-      case '--dry-run':
-        o.dryRun = true;
-        break;
-      case '--help':
-      case '-h':
-        o.help = true;
-        break;
-      default:
-        throw new UsageError(`unknown option '${a}'`);
-    }
-  }
-  return o;
-}
-
-const t0 = performance.now();
-const progress = (s: string) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
-const gib = (b: number) => (b / GiB).toFixed(2);
+const progress = timedProgress();
 
 interface ModeResult {
   mode: Mode;
@@ -401,16 +313,10 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
   return res;
 }
 
-function table(header: string[], rows: string[][]): string {
-  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => (i ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ');
-  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
-}
-
 function report(results: ModeResult[], o: Options, comparable: boolean, weightBytes: number, header: string): string {
   const lines = [header];
   lines.push(
-    table(
+    textTable(
       ['mode', o.dryRun ? 's/step (host only)' : 's/step (median)', 'images/s', 'peak GiB', 'GPU sum ms', 'PyTorch s', 'PyTorch GiB', 'loss'],
       results.map((r) => {
         const a = comparable ? anchorFor(r.mode, o.dtype) : undefined;
@@ -445,10 +351,7 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
       const p = r.profile;
       lines.push(`  GPU time by op type (one more step, ${p.dispatches} dispatches, sum ${p.gpu_ms.toFixed(1)} ms):`);
       lines.push(
-        table(
-          ['op type', 'ms', 'share', 'backward ms', 'dispatches'],
-          p.groups.map((g) => [g.group, g.ms.toFixed(2), `${((100 * g.ms) / p.gpu_ms).toFixed(1)} %`, g.backward_ms.toFixed(2), String(g.dispatches)]),
-        )
+        opTypeTable(p)
           .split('\n')
           .map((l) => `  ${l}`)
           .join('\n'),
@@ -458,23 +361,8 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
   return lines.join('\n');
 }
 
-async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`sdxl_distill: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (o.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const cfg: UNetConfigJson = o.config ? JSON.parse(readFileSync(o.config, 'utf8')) : (sdxlConfig as UNetConfigJson);
-  const configName = o.config ?? 'SDXL base 1.0 (test/fixtures/sdxl_config/unet_config.json)';
+async function main(o: Options): Promise<number> {
+  const { cfg, name: configName } = unetConfigOf(o.config);
   const dry = o.dryRun ? dryRunHost(o.dtype === 'f16' ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
   const enableToggles = o.unsafe ? UNSAFE_TOGGLES : [];
   const gpu = await Gpu.create(dry ? { host: dry } : { enableToggles, disableToggles: BENCH_DISABLE_TOGGLES });
@@ -516,14 +404,7 @@ async function main(): Promise<number> {
       '',
     ].join('\n');
     console.log(report(results, o, comparable, init.bytes, header));
-    if (dry) {
-      const s = dry.stats;
-      console.log(
-        `\nDry-run memory plan (no GPU; Dawn-on-H100 limits): largest buffer ${(s.largestBuffer.bytes / 2 ** 20).toFixed(1)} MiB ('${s.largestBuffer.label}'), ` +
-          `largest binding ${(s.largestBinding.bytes / 2 ** 20).toFixed(1)} MiB vs maxStorageBufferBindingSize ${(gpu.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB: ` +
-          `${s.largestBinding.bytes <= gpu.limits.maxStorageBufferBindingSize ? 'fits' : 'DOES NOT FIT'}; ${s.buffersCreated} buffers created, ${s.dispatches} dispatches recorded`,
-      );
-    }
+    if (dry) console.log(dryRunPlan(dry, gpu.limits.maxStorageBufferBindingSize, 'Dry-run memory plan (no GPU; Dawn-on-H100 limits):'));
     if (results.some((r) => r.error)) code = 1;
     if (o.json) {
       const doc = {
@@ -539,7 +420,7 @@ async function main(): Promise<number> {
         pytorch: Object.fromEntries(MODES.map((m) => [m, comparable ? (anchorFor(m, o.dtype) ?? null) : null])),
         ...(dry ? { dry_run: { ...dry.stats, dispatchesByKernel: undefined } } : {}),
       };
-      await writeFileAtomic(o.json, new TextEncoder().encode(`${JSON.stringify(doc, null, 1)}\n`));
+      await writeJsonReport(o.json, doc);
       progress(`wrote ${o.json}`);
     }
     rmSync(b.scratch, { recursive: true, force: true });
@@ -553,10 +434,4 @@ async function main(): Promise<number> {
   return code;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain('sdxl_distill', USAGE, (argv) => parseFlags(argv, FLAGS), main);

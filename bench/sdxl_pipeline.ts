@@ -10,7 +10,28 @@ import { Gpu } from '../runtime/device.js';
 import { BENCH_DISABLE_TOGGLES } from '../runtime/host.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { dryRunHost } from './dry_run_host.js';
-import { ANCHOR_PROMPT, type PipelineBenchOptions, type PipelineBenchResult, TARGETS, runPipelineBench } from './pipeline_bench.js';
+import { type OptionsOf, dtypeFlag, flagHelp, intFlag, parseFlags, runMain, sizeFlag, stringFlag, switchFlag } from './options.js';
+import { dryRunPlan, gib, textTable, timedProgress, writeJsonReport } from './report.js';
+import { ANCHOR_PROMPT, type PipelineBenchResult, TARGETS, runPipelineBench } from './pipeline_bench.js';
+
+const FLAGS = {
+  size: sizeFlag(undefined, 'image edge, a multiple of 8 (default 1024; --tiny: 64)'),
+  steps: intFlag('--steps', '<n>', 1, undefined, 'TCD steps (default 4)'),
+  runs: intFlag('--runs', '<n>', 1, undefined, 'timed runs (default 5)'),
+  warmup: intFlag('--warmup', '<n>', 0, undefined, 'warm-up runs (default 1)'),
+  seed: intFlag('--seed', '<n>', 0, undefined, 'weight and noise seed (default 0)'),
+  prompt: stringFlag('--prompt', '<text>', `default '${ANCHOR_PROMPT}' (the PyTorch anchor's)`),
+  tiny: switchFlag('--tiny', 'tiny SDXL-shaped models (golden tiny UNet, 16-wide encoders, 4-level VAE): seconds on lavapipe'),
+  out: stringFlag('--out', '<file>', "write the last run's image as PNG (atomically)"),
+  json: stringFlag('--json', '<file>', 'write the results as JSON (atomically)'),
+  dtype: dtypeFlag(undefined, "the UNet's weights and activations (default f32; text encoders and VAE f32)"),
+  dryRun: switchFlag(
+    '--dry-run',
+    'no GPU: the same code against a recording device with H100 limits (read-backs are zeros, times\n' +
+      'are host-only): checks the full-size models fit together and reports the memory plan',
+  ),
+};
+type Options = OptionsOf<typeof FLAGS>;
 
 const USAGE = `Usage: npx tsx bench/sdxl_pipeline.ts [options]   (GPU machine: node .gpu-dist/sdxl_pipeline.mjs [options])
 
@@ -26,104 +47,11 @@ split from its scheduler step by one extra GPU sync per step. Targets (full SDXL
   prompt → PNG           < ${TARGETS.promptToPngMs} ms
 
 Options:
-  --size <px>        image edge, a multiple of 8 (default 1024; --tiny: 64)
-  --steps <n>        TCD steps (default 4)
-  --runs <n>         timed runs (default 5)
-  --warmup <n>       warm-up runs (default 1)
-  --seed <n>         weight and noise seed (default 0)
-  --prompt <text>    default '${ANCHOR_PROMPT}' (the PyTorch anchor's)
-  --tiny             tiny SDXL-shaped models (golden tiny UNet, 16-wide encoders, 4-level VAE): seconds on lavapipe
-  --out <file>       write the last run's image as PNG (atomically)
-  --json <file>      write the results as JSON (atomically)
-  --dtype <f32|f16>  the UNet's weights and activations (default f32; text encoders and VAE f32)
-  --dry-run          no GPU: the same code against a recording device with H100 limits (read-backs are zeros, times
-                     are host-only): checks the full-size models fit together and reports the memory plan
-  --help             this text
+${flagHelp(FLAGS)}
 Dawn toggles always disabled: ${BENCH_DISABLE_TOGGLES.join(', ')}. Env: TCD_ADAPTER, TCD_BACKEND, TCD_ENABLE_TOGGLES,
 TCD_DISABLE_TOGGLES; TCD_FIXTURES (the test/fixtures folder, when not found above this file).`;
 
-class UsageError extends Error {}
-
-interface Options extends PipelineBenchOptions {
-  out?: string;
-  json?: string;
-  dryRun: boolean;
-  help: boolean;
-}
-
-function parseArgs(argv: string[]): Options {
-  const o: Options = { help: false, dryRun: false };
-  const int = (flag: string, v: string | undefined, min: number) => {
-    const n = Number(v);
-    if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? 'nothing'}`);
-    return n;
-  };
-  const str = (flag: string, v: string | undefined) => {
-    if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-    return v;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => argv[++i];
-    switch (a) {
-      case '--size':
-        o.size = int(a, next(), 8);
-        if (o.size % 8) throw new UsageError(`--size must be a multiple of 8 (the VAE factor), got ${o.size}`);
-        break;
-      case '--steps':
-        o.steps = int(a, next(), 1);
-        break;
-      case '--runs':
-        o.runs = int(a, next(), 1);
-        break;
-      case '--warmup':
-        o.warmup = int(a, next(), 0);
-        break;
-      case '--seed':
-        o.seed = int(a, next(), 0);
-        break;
-      case '--prompt':
-        o.prompt = str(a, next());
-        break;
-      case '--tiny':
-        o.tiny = true;
-        break;
-      case '--out':
-        o.out = str(a, next());
-        break;
-      case '--json':
-        o.json = str(a, next());
-        break;
-      case '--dry-run':
-        o.dryRun = true;
-        break;
-      case '--dtype': {
-        const v = next();
-        if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got ${v ?? 'nothing'}`);
-        o.dtype = v;
-        break;
-      }
-      case '--help':
-      case '-h':
-        o.help = true;
-        break;
-      default:
-        throw new UsageError(`unknown option '${a}'`);
-    }
-  }
-  return o;
-}
-
-const t0 = performance.now();
-const progress = (s: string) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
-const GiB = 2 ** 30;
-const gib = (b: number) => (b / GiB).toFixed(2);
-
-function table(header: string[], rows: string[][]): string {
-  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
-  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
-}
+const progress = timedProgress();
 
 function report(r: PipelineBenchResult): string {
   const ms = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(1));
@@ -148,7 +76,7 @@ function report(r: PipelineBenchResult): string {
     `VAE decode: ${plan.mode}${plan.tiles ? `, ${plan.tiles} tiles of ${plan.tileSampleSize} px` : ''} (largest binding of one full pass ${(plan.fullPeakBytes / 2 ** 20).toFixed(0)} MiB, limit ${(plan.limit / 2 ** 20).toFixed(0)} MiB)`,
     `${r.warmupRuns.length} warm-up + ${r.runs.length} timed runs; ms = wall clock with gpu.sync() at stage ends`,
     '',
-    table(['stage', 'median ms', 'min ms', 'PyTorch ms', 'ratio', 'target ms', 'target'], rows),
+    textTable(['stage', 'median ms', 'min ms', 'PyTorch ms', 'ratio', 'target ms', 'target'], rows),
     '',
     `tokenize alone (host, both tokenizers): ${r.tokenizeOnlyMs.toFixed(2)} ms median` + (r.comparable ? ` (PyTorch ${r.pytorch.tokenize_only_ms} ms)` : ''),
     `peak GPU memory (buffer pool, live buffers incl. weights): ${gib(r.peakBytes)} GiB (text ${gib(r.peakByStage.text)}, denoise ${gib(r.peakByStage.denoise)}, ` +
@@ -163,21 +91,7 @@ function report(r: PipelineBenchResult): string {
   return lines.join('\n');
 }
 
-async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`sdxl_pipeline: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (o.help) {
-    console.log(USAGE);
-    return 0;
-  }
+async function main(o: Options): Promise<number> {
   const dry = o.dryRun ? dryRunHost(o.dtype === 'f16' ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
   const gpu = await Gpu.create(dry ? { host: dry } : { disableToggles: BENCH_DISABLE_TOGGLES });
   try {
@@ -186,17 +100,8 @@ async function main(): Promise<number> {
     const r = await runPipelineBench(gpu, { ...o, onProgress: progress });
     console.log(report(r));
     if (dry) {
-      const s = dry.stats;
-      const maxBinding = gpu.limits.maxStorageBufferBindingSize;
-      console.log(
-        [
-          '',
-          'DRY RUN: nothing ran on a GPU; times above are host recording only and the image is blank.',
-          `  largest buffer:  ${(s.largestBuffer.bytes / 2 ** 20).toFixed(1)} MiB ('${s.largestBuffer.label}')`,
-          `  largest binding: ${(s.largestBinding.bytes / 2 ** 20).toFixed(1)} MiB (${s.largestBinding.label}) — maxStorageBufferBindingSize ${(maxBinding / 2 ** 20).toFixed(0)} MiB: ${s.largestBinding.bytes <= maxBinding ? 'fits' : 'DOES NOT FIT'}`,
-          `  dispatches recorded: ${s.dispatches} (all runs)`,
-        ].join('\n'),
-      );
+      console.log('\nDRY RUN: nothing ran on a GPU; times above are host recording only and the image is blank.');
+      console.log(dryRunPlan(dry, gpu.limits.maxStorageBufferBindingSize, 'Memory plan of all runs (limits of Dawn on an H100):'));
     }
     if (o.out) {
       await writeFileAtomic(o.out, r.png);
@@ -212,7 +117,7 @@ async function main(): Promise<number> {
         png: undefined,
         png_bytes: r.png.length,
       };
-      await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify(doc, null, 1) + '\n'));
+      await writeJsonReport(o.json, doc);
       progress(`wrote ${o.json}`);
     }
     const missed = r.stages.filter((s) => s.meets_target === false);
@@ -226,10 +131,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain('sdxl_pipeline', USAGE, (argv) => parseFlags(argv, FLAGS), main);

@@ -7,12 +7,10 @@
 //   npx tsx bench/sdxl_unet.ts --dry-run               # the same without a GPU: memory plan against H100 limits
 //   npx tsx bench/sdxl_unet.ts --config test/fixtures/tiny_unet/config.json --size 64 --rank 4 --steps 1
 // GPU machine: node scripts/bundle-gpu.mjs → node .gpu-dist/sdxl_unet.mjs [options].
-import { readFileSync } from 'node:fs';
 import { Gpu } from '../runtime/device.js';
 import { BENCH_DISABLE_TOGGLES } from '../runtime/host.js';
 import { mul, scale, sub, sumAllOp } from '../src/autograd/ops.js';
 import { Tape, Var, tidy } from '../src/autograd/tape.js';
-import { writeFileAtomic } from '../src/io/safetensors.js';
 import { type AdamWSlot, adamwStep } from '../src/kernels/adamw.js';
 import { constantTensor, randomNormal } from '../src/kernels/random.js';
 import { Tensor } from '../src/tensor.js';
@@ -20,11 +18,12 @@ import type { DType } from '../src/dtype.js';
 import { sizeClass } from '../runtime/buffer_pool.js';
 import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
-import sdxlConfig from '../test/fixtures/sdxl_config/unet_config.json' with { type: 'json' };
 import anchors from './anchors.json' with { type: 'json' };
 import { type DryRunHost, dryRunHost } from './dry_run_host.js';
 import { median } from './measure.js';
 import { type Profile, summarize } from './op_breakdown.js';
+import { type Flag, type OptionsOf, UsageError, flagHelp, parseFlags, runMain, switchFlag, unetBenchFlags, unetConfigOf } from './options.js';
+import { GiB, dryRunPlan, fmtBytes, gib, opTypeTable, textTable, timedProgress, writeJsonReport } from './report.js';
 
 const UNSAFE_TOGGLES = ['disable_robustness', 'skip_validation'];
 /** peft target_modules of the LCM / TCD SDXL LoRAs (shared/spec/sdxl.md §5.4): 788 modules on SDXL. */
@@ -32,7 +31,46 @@ const LORA_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0', 'proj_in', 'proj_out',
 const SDXL_PARAMS = 2_567_463_684;
 const MODES = ['forward', 'train', 'train-ckpt'] as const;
 type Mode = (typeof MODES)[number];
-const GiB = 2 ** 30;
+
+const FLAGS = {
+  ...unetBenchFlags({
+    modes: MODES,
+    modesHelp: 'forward | train | train-ckpt | all, or a comma list (default all)',
+    steps: 5,
+    warmup: 2,
+    run: 'run',
+    unsafeToggles: UNSAFE_TOGGLES,
+    unsafeHelp: ' (faster, no bounds checks)',
+  }),
+  /** UNet weights and activations (f32 math in the kernels either way), one model per entry. */
+  dtypes: {
+    name: '--dtype',
+    arg: '<list>',
+    help:
+      'UNet weights and activations: f32, f16 or f32,f16 (both, one model after the other; one table\n' +
+      'with a dtype column). Default f32; f16 needs shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=\n' +
+      'allow_unsafe_apis,vulkan_enable_f16_on_nvidia)',
+    initial: ['f32'],
+    parse: (v) => {
+      const list = (v ?? '').split(',');
+      for (const d of list) if (d !== 'f32' && d !== 'f16') throw new UsageError(`--dtype must be f32, f16 or f32,f16, got '${list.join(',')}'`);
+      return [...new Set(list as DType[])];
+    },
+  } satisfies Flag<DType[]>,
+  /** Keep packed conv weights (forward and train; the input-gradient packing in train); false: the defaults. */
+  convPack: switchFlag(
+    '--conv-pack',
+    'keep packed copies of the conv weights (WeightCacheOptions.packConvForward in forward and\n' +
+      'train, packConvInputGrad in train; +1.33 GB f32 each for SDXL) instead of packing per call.\n' +
+      'Default: the model\'s defaults, one copy of every weight',
+  ),
+  dryRun: switchFlag(
+    '--dry-run',
+    'no GPU: run the same code against a recording device with H100 limits and report the memory\n' +
+      'plan (pool peaks, largest buffer / binding vs maxStorageBufferBindingSize); times are host-only',
+  ),
+};
+type Options = OptionsOf<typeof FLAGS>;
 
 const USAGE = `Usage: npx tsx bench/sdxl_unet.ts [options]   (GPU machine: node .gpu-dist/sdxl_unet.mjs [options])
 
@@ -47,127 +85,11 @@ weights included, like torch.cuda.max_memory_allocated), a per-op-type GPU time 
 queries; one compute pass per dispatch), and the PyTorch 2.11 H100 fp32 (TF32 off) figures with the ratio.
 
 Options:
-  --config <path>    UNet config.json (default: SDXL base 1.0, test/fixtures/sdxl_config/unet_config.json)
-  --size <px>        image size; the latent is size/8 square (default 1024)
-  --mode <m>         forward | train | train-ckpt | all, or a comma list (default all)
-  --rank <r>         LoRA rank (default 64)
-  --steps <n>        timed runs per mode after the warm-up (default 5)
-  --warmup <n>       warm-up runs per mode (default 2)
-  --seed <n>         weight / input seed (default 0)
-  --json <file>      also write the results as JSON (atomically)
-  --dtype <list>     UNet weights and activations: f32, f16 or f32,f16 (both, one model after the other; one table
-                     with a dtype column). Default f32; f16 needs shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=
-                     allow_unsafe_apis,vulkan_enable_f16_on_nvidia)
-  --unsafe           enable Dawn ${UNSAFE_TOGGLES.join(', ')} (faster, no bounds checks)
-  --no-profile       skip the per-op-type breakdown
-  --conv-pack        keep packed copies of the conv weights (WeightCacheOptions.packConvForward in forward and
-                     train, packConvInputGrad in train; +1.33 GB f32 each for SDXL) instead of packing per call.
-                     Default: the model's defaults, one copy of every weight
-  --dry-run          no GPU: run the same code against a recording device with H100 limits and report the memory
-                     plan (pool peaks, largest buffer / binding vs maxStorageBufferBindingSize); times are host-only
-  --help             this text
+${flagHelp(FLAGS)}
 Dawn toggles always disabled: ${BENCH_DISABLE_TOGGLES.join(', ')}. Env: TCD_ADAPTER, TCD_BACKEND, TCD_ENABLE_TOGGLES,
 TCD_DISABLE_TOGGLES.`;
 
-interface Options {
-  config?: string;
-  size: number;
-  modes: Mode[];
-  rank: number;
-  steps: number;
-  warmup: number;
-  seed: number;
-  json?: string;
-  unsafe: boolean;
-  profile: boolean;
-  /** Keep packed conv weights (forward and train; the input-gradient packing in train); false: the defaults. */
-  convPack: boolean;
-  dryRun: boolean;
-  help: boolean;
-  /** UNet weights and activations (f32 math in the kernels either way), one model per entry. */
-  dtypes: DType[];
-}
-
-class UsageError extends Error {}
-
-function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 1024, modes: [...MODES], rank: 64, steps: 5, warmup: 2, seed: 0, unsafe: false, profile: true, convPack: false, dryRun: false, help: false, dtypes: ['f32'] };
-  const int = (flag: string, v: string | undefined, min: number) => {
-    const n = Number(v);
-    if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? 'nothing'}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => argv[++i];
-    switch (a) {
-      case '--config':
-        o.config = next();
-        if (!o.config) throw new UsageError('--config needs a path');
-        break;
-      case '--size':
-        o.size = int(a, next(), 8);
-        if (o.size % 8) throw new UsageError(`--size must be a multiple of 8 (the VAE factor), got ${o.size}`);
-        break;
-      case '--mode': {
-        const v = next() ?? '';
-        const list = v === 'all' ? [...MODES] : v.split(',');
-        for (const m of list) if (!(MODES as readonly string[]).includes(m)) throw new UsageError(`--mode: '${m}' is not one of ${MODES.join(', ')}, all`);
-        // Forward first: it runs before the LoRA adapters are attached.
-        o.modes = MODES.filter((m) => list.includes(m));
-        break;
-      }
-      case '--rank':
-        o.rank = int(a, next(), 1);
-        break;
-      case '--steps':
-        o.steps = int(a, next(), 1);
-        break;
-      case '--warmup':
-        o.warmup = int(a, next(), 0);
-        break;
-      case '--seed':
-        o.seed = int(a, next(), 0);
-        break;
-      case '--json':
-        o.json = next();
-        if (!o.json) throw new UsageError('--json needs a file');
-        break;
-      case '--unsafe':
-        o.unsafe = true;
-        break;
-      case '--dtype': {
-        const list = (next() ?? '').split(',');
-        for (const v of list) if (v !== 'f32' && v !== 'f16') throw new UsageError(`--dtype must be f32, f16 or f32,f16, got '${list.join(',')}'`);
-        o.dtypes = [...new Set(list as DType[])];
-        break;
-      }
-      case '--conv-pack':
-        o.convPack = true;
-        break;
-      case '--no-profile':
-        o.profile = false;
-        break;
-      case '--dry-run':
-        o.dryRun = true;
-        break;
-      case '--help':
-      case '-h':
-        o.help = true;
-        break;
-      default:
-        throw new UsageError(`unknown option '${a}'`);
-    }
-  }
-  return o;
-}
-
-// --- reporting helpers ---------------------------------------------------------------------------------------------
-
-const t0 = performance.now();
-const progress = (s: string) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
-const gib = (b: number) => (b / GiB).toFixed(2);
-const fmtBytes = (b: number) => (Math.abs(b) >= GiB ? `${gib(b)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+const progress = timedProgress();
 
 interface ModeResult {
   mode: Mode;
@@ -201,16 +123,6 @@ interface ModeResult {
   /** Dispatches per kernel entry of one run (dry run: from the recording device). */
   dispatches_by_kernel?: Record<string, number>;
   error?: string;
-}
-
-function pad(s: string, n: number, right = false): string {
-  return right ? s.padStart(n) : s.padEnd(n);
-}
-
-function table(header: string[], rows: string[][], rightFrom = 1): string {
-  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => pad(c, w[i], i >= rightFrom)).join('  ');
-  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
 // --- PyTorch anchors ------------------------------------------------------------------------------------------------
@@ -451,7 +363,7 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
     ];
   });
   lines.push(
-    table(
+    textTable(
       ['mode', 'dtype', o.dryRun ? 'ms (host only)' : 'ms (median)', 'host ms', 'GPU sum ms', 'host / GPU', 'peak GiB', 'held GiB', 'PyTorch ms', 'PyTorch GiB', 'time ratio', 'memory ratio', 'finite'],
       rows,
     ),
@@ -488,16 +400,11 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
     if (r.profile) {
       const p = r.profile;
       lines.push(`GPU time by op type (one more run, ${p.dispatches} dispatches, sum ${p.gpu_ms.toFixed(1)} ms; one timed pass per dispatch):`);
-      lines.push(
-        table(
-          ['op type', 'ms', 'share', 'of it backward ms', 'dispatches'],
-          p.groups.map((g) => [g.group, g.ms.toFixed(2), `${((100 * g.ms) / p.gpu_ms).toFixed(1)} %`, g.backward_ms.toFixed(2), String(g.dispatches)]),
-        ),
-      );
+      lines.push(opTypeTable(p));
       lines.push('Costliest dispatch kinds (repeated attentions / transformer blocks / resnets of a level folded into #):');
-      lines.push(table(['label', 'ms', 'dispatches'], p.top.map((t) => [t.label, t.ms.toFixed(2), String(t.dispatches)])));
+      lines.push(textTable(['label', 'ms', 'dispatches'], p.top.map((t) => [t.label, t.ms.toFixed(2), String(t.dispatches)])));
       lines.push('Costliest roles (every level and block index dropped):');
-      lines.push(table(['role', 'ms', 'dispatches'], p.roles.map((t) => [t.label, t.ms.toFixed(2), String(t.dispatches)])));
+      lines.push(textTable(['role', 'ms', 'dispatches'], p.roles.map((t) => [t.label, t.ms.toFixed(2), String(t.dispatches)])));
     }
     if (r.dispatches_by_kernel) {
       const entries = Object.entries(r.dispatches_by_kernel).sort((a, b) => b[1] - a[1]);
@@ -559,23 +466,8 @@ async function benchDType(gpu: Gpu, cfg: UNetConfigJson, configName: string, o: 
   return { results, weightBytes: init.bytes, nParams, nTensors: unet.parameters.size };
 }
 
-async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`sdxl_unet: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (o.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const cfg: UNetConfigJson = o.config ? JSON.parse(readFileSync(o.config, 'utf8')) : (sdxlConfig as UNetConfigJson);
-  const configName = o.config ?? 'SDXL base 1.0 (test/fixtures/sdxl_config/unet_config.json)';
+async function main(o: Options): Promise<number> {
+  const { cfg, name: configName } = unetConfigOf(o.config);
 
   const enableToggles = o.unsafe ? UNSAFE_TOGGLES : [];
   const dry = o.dryRun ? dryRunHost(o.dtypes.includes('f16') ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
@@ -605,7 +497,7 @@ async function main(): Promise<number> {
       '',
     ].join('\n');
     console.log(report(results, o, comparable, weightBytes, header));
-    if (dry) console.log(dryRunPlan(dry, gpu));
+    if (dry) console.log(dryRunPlan(dry, gpu.limits.maxStorageBufferBindingSize, 'Dry-run memory plan (no GPU; limits of Dawn on an H100):'));
     if (results.some((r) => r.error)) code = 1;
 
     if (o.json) {
@@ -624,7 +516,7 @@ async function main(): Promise<number> {
         comparable,
         ...(dry ? { dry_run: { ...dry.stats, dispatchesByKernel: undefined } } : {}),
       };
-      await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify(doc, null, 1) + '\n'));
+      await writeJsonReport(o.json, doc);
       progress(`wrote ${o.json}`);
     }
   } catch (e) {
@@ -636,23 +528,4 @@ async function main(): Promise<number> {
   return code;
 }
 
-function dryRunPlan(dry: DryRunHost, gpu: Gpu): string {
-  const s = dry.stats;
-  const maxBinding = gpu.limits.maxStorageBufferBindingSize;
-  const fits = s.largestBinding.bytes <= maxBinding;
-  return [
-    '',
-    'Dry-run memory plan (no GPU; limits of Dawn on an H100):',
-    `  largest buffer:  ${(s.largestBuffer.bytes / 2 ** 20).toFixed(1)} MiB ('${s.largestBuffer.label}')`,
-    `  largest binding: ${(s.largestBinding.bytes / 2 ** 20).toFixed(1)} MiB (${s.largestBinding.label}) — maxStorageBufferBindingSize ${(maxBinding / 2 ** 20).toFixed(0)} MiB: ${fits ? 'fits' : 'DOES NOT FIT'}`,
-    `  buffers created: ${s.buffersCreated}; dispatches recorded: ${s.dispatches}`,
-  ].join('\n');
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain('sdxl_unet', USAGE, (argv) => parseFlags(argv, FLAGS), main);
