@@ -1,5 +1,6 @@
 // Per-op-type GPU time of one profiled run (gpu.startProfiling(): one timestamped pass per dispatch), grouped from the
 // dispatch labels: layers label their dispatches with their module path, kernels called directly '<kernel>.<entry>'.
+import type { Gpu } from '../runtime/device.js';
 
 export interface OpGroup {
   group: string;
@@ -99,4 +100,23 @@ export function summarize(times: { label: string; ms: number }[]): Profile {
     top: [...kinds.values()].sort((a, b) => b.ms - a.ms).slice(0, 20),
     roles: [...roles.values()].sort((a, b) => b.ms - a.ms).slice(0, 40),
   };
+}
+
+/** One more run of `run` under timestamp queries, summarized; undefined (and a note) on a device without them. */
+export async function profileRun(gpu: Gpu, mode: string, run: () => Promise<void>, log: (s: string) => void): Promise<Profile | undefined> {
+  if (!gpu.hasTimestamps) {
+    log(`${mode}: no 'timestamp-query' on this device: no per-op breakdown`);
+    return undefined;
+  }
+  const prof = gpu.startProfiling();
+  let profile: Profile;
+  try {
+    await prof.collect();
+    await run();
+    profile = summarize(await prof.collect());
+  } finally {
+    gpu.stopProfiling();
+  }
+  log(`${mode}: profiled ${profile.dispatches} dispatches, ${profile.gpu_ms.toFixed(1)} ms of GPU time`);
+  return profile;
 }

@@ -1,13 +1,16 @@
 // Command lines of the whole-model benchmarks (bench/sdxl_*.ts) and `npm run bench`: a declarative flag table →
-// typed options and the generated "Options:" part of --help, the flags they share, and the main() wrapper (usage
-// error → message + usage, exit 2; --help → usage, exit 0). The `tcd` CLIs parse with node:util (src/cli/args.ts);
+// typed options and the generated "Options:" part of --help, the flags they share, the main() wrapper (usage
+// error → message + usage, exit 2; --help → usage, exit 0) and the bench's device (real, or the --dry-run recorder). The `tcd` CLIs parse with node:util (src/cli/args.ts);
 // the benches keep their own grammar (`--flag value` only, the next word taken as it is, "needs … >= min" messages),
 // so a flag table lives here, with the UsageError of src/cli/args.ts.
 import { readFileSync } from 'node:fs';
+import { Gpu } from '../runtime/device.js';
+import { BENCH_DISABLE_TOGGLES } from '../runtime/host.js';
 import { UsageError } from '../src/cli/args.js';
 import type { DType } from '../src/dtype.js';
 import type { UNetConfigJson } from '../src/unet/config.js';
 import sdxlConfig from '../test/fixtures/sdxl_config/unet_config.json' with { type: 'json' };
+import { type DryRunHost, dryRunHost } from './dry_run_host.js';
 
 export { UsageError };
 
@@ -167,6 +170,28 @@ export function runMain<O extends { help: boolean }>(name: string, usage: string
       process.exit(1);
     },
   );
+}
+
+/**
+ * Runs body on the bench's device: with dryRun the recording device with H100 limits (and shader-f16 when f16 is
+ * asked for), else the adapter with BENCH_DISABLE_TOGGLES and enableToggles. An error prints "<name>: stack", exit 1;
+ * the device is destroyed either way.
+ */
+export async function withBenchGpu(
+  name: string,
+  o: { dryRun: boolean; f16: boolean; enableToggles?: string[] },
+  body: (gpu: Gpu, dry: DryRunHost | undefined) => Promise<number>,
+): Promise<number> {
+  const dry = o.dryRun ? dryRunHost(o.f16 ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
+  const gpu = await Gpu.create(dry ? { host: dry } : { enableToggles: o.enableToggles ?? [], disableToggles: BENCH_DISABLE_TOGGLES });
+  try {
+    return await body(gpu, dry);
+  } catch (e) {
+    console.error(`${name}: ${(e as Error).stack ?? e}`);
+    return 1;
+  } finally {
+    await gpu.destroy();
+  }
 }
 
 // --- the flags of the UNet benches (sdxl_unet, sdxl_distill) --------------------------------------------------------

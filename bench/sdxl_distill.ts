@@ -34,10 +34,10 @@ import { type TcdBatch, withAdapters } from '../src/trainer/tcd_distill_step.js'
 import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
 import anchors from './anchors.json' with { type: 'json' };
-import { type DryRunHost, dryRunHost } from './dry_run_host.js';
+import type { DryRunHost } from './dry_run_host.js';
 import { median } from './measure.js';
-import { type Profile, summarize } from './op_breakdown.js';
-import { type OptionsOf, dtypeFlag, flagHelp, parseFlags, runMain, switchFlag, unetBenchFlags, unetConfigOf } from './options.js';
+import { type Profile, profileRun } from './op_breakdown.js';
+import { type OptionsOf, dtypeFlag, flagHelp, parseFlags, runMain, switchFlag, unetBenchFlags, unetConfigOf, withBenchGpu } from './options.js';
 import { dryRunPlan, gib, opTypeTable, textTable, timedProgress, writeJsonReport } from './report.js';
 
 const UNSAFE_TOGGLES = ['disable_robustness', 'skip_validation'];
@@ -283,20 +283,7 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
     res.median_s = median(res.all_s);
     res.images_per_s = b.batch.latentShape[0] / res.median_s;
     if (b.dry) res.largest_binding = { ...b.dry.stats.windowBinding };
-    if (o.profile && !o.dryRun) {
-      if (!gpu.hasTimestamps) progress(`${mode}: no 'timestamp-query' on this device: no per-op breakdown`);
-      else {
-        const prof = gpu.startProfiling();
-        try {
-          await prof.collect();
-          await once();
-          res.profile = summarize(await prof.collect());
-        } finally {
-          gpu.stopProfiling();
-        }
-        progress(`${mode}: profiled ${res.profile.dispatches} dispatches, ${res.profile.gpu_ms.toFixed(1)} ms of GPU time`);
-      }
-    }
+    if (o.profile && !o.dryRun) res.profile = await profileRun(gpu, mode, async () => void (await once()), progress);
   } catch (e) {
     res.error = (e as Error).message;
     progress(`${mode}: FAILED: ${res.error.split('\n')[0]}`);
@@ -363,11 +350,9 @@ function report(results: ModeResult[], o: Options, comparable: boolean, weightBy
 
 async function main(o: Options): Promise<number> {
   const { cfg, name: configName } = unetConfigOf(o.config);
-  const dry = o.dryRun ? dryRunHost(o.dtype === 'f16' ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
   const enableToggles = o.unsafe ? UNSAFE_TOGGLES : [];
-  const gpu = await Gpu.create(dry ? { host: dry } : { enableToggles, disableToggles: BENCH_DISABLE_TOGGLES });
-  let code = 0;
-  try {
+  return withBenchGpu('sdxl_distill', { dryRun: o.dryRun, f16: o.dtype === 'f16', enableToggles }, async (gpu, dry) => {
+    let code = 0;
     const adapter = gpu.describe();
     progress(`adapter: ${adapter}`);
     const unet = new UNet2DConditionModel(gpu, cfg, { dtype: o.dtype });
@@ -425,13 +410,8 @@ async function main(o: Options): Promise<number> {
     }
     rmSync(b.scratch, { recursive: true, force: true });
     unet.dispose();
-  } catch (e) {
-    console.error(`sdxl_distill: ${(e as Error).stack ?? e}`);
-    code = 1;
-  } finally {
-    await gpu.destroy();
-  }
-  return code;
+    return code;
+  });
 }
 
 runMain('sdxl_distill', USAGE, (argv) => parseFlags(argv, FLAGS), main);

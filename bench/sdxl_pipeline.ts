@@ -9,8 +9,7 @@
 import { Gpu } from '../runtime/device.js';
 import { BENCH_DISABLE_TOGGLES } from '../runtime/host.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
-import { dryRunHost } from './dry_run_host.js';
-import { type OptionsOf, dtypeFlag, flagHelp, intFlag, parseFlags, runMain, sizeFlag, stringFlag, switchFlag } from './options.js';
+import { type OptionsOf, dtypeFlag, flagHelp, intFlag, parseFlags, runMain, sizeFlag, stringFlag, switchFlag, withBenchGpu } from './options.js';
 import { dryRunPlan, gib, textTable, timedProgress, writeJsonReport } from './report.js';
 import { ANCHOR_PROMPT, type PipelineBenchResult, TARGETS, runPipelineBench } from './pipeline_bench.js';
 
@@ -92,9 +91,7 @@ function report(r: PipelineBenchResult): string {
 }
 
 async function main(o: Options): Promise<number> {
-  const dry = o.dryRun ? dryRunHost(o.dtype === 'f16' ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
-  const gpu = await Gpu.create(dry ? { host: dry } : { disableToggles: BENCH_DISABLE_TOGGLES });
-  try {
+  return withBenchGpu('sdxl_pipeline', { dryRun: o.dryRun, f16: o.dtype === 'f16' }, async (gpu, dry) => {
     progress(`adapter: ${gpu.describe()}`);
     progress(`dtype: ${o.dtype ?? 'f32'} (UNet; text encoders and VAE f32)`);
     const r = await runPipelineBench(gpu, { ...o, onProgress: progress });
@@ -123,12 +120,7 @@ async function main(o: Options): Promise<number> {
     const missed = r.stages.filter((s) => s.meets_target === false);
     if (missed.length) progress(`targets missed: ${missed.map((s) => s.stage).join(', ')}`);
     return 0;
-  } catch (e) {
-    console.error(`sdxl_pipeline: ${(e as Error).stack ?? e}`);
-    return 1;
-  } finally {
-    await gpu.destroy();
-  }
+  });
 }
 
 runMain('sdxl_pipeline', USAGE, (argv) => parseFlags(argv, FLAGS), main);

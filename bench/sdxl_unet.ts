@@ -19,10 +19,10 @@ import { sizeClass } from '../runtime/buffer_pool.js';
 import type { UNetConfigJson } from '../src/unet/config.js';
 import { UNet2DConditionModel } from '../src/unet/unet.js';
 import anchors from './anchors.json' with { type: 'json' };
-import { type DryRunHost, dryRunHost } from './dry_run_host.js';
+import type { DryRunHost } from './dry_run_host.js';
 import { median } from './measure.js';
-import { type Profile, summarize } from './op_breakdown.js';
-import { type Flag, type OptionsOf, UsageError, flagHelp, parseFlags, runMain, switchFlag, unetBenchFlags, unetConfigOf } from './options.js';
+import { type Profile, profileRun } from './op_breakdown.js';
+import { type Flag, type OptionsOf, UsageError, flagHelp, parseFlags, runMain, switchFlag, unetBenchFlags, unetConfigOf, withBenchGpu } from './options.js';
 import { GiB, dryRunPlan, fmtBytes, gib, opTypeTable, textTable, timedProgress, writeJsonReport } from './report.js';
 
 const UNSAFE_TOGGLES = ['disable_robustness', 'skip_validation'];
@@ -305,22 +305,11 @@ async function runMode(b: Bench, mode: Mode, o: Options, dtype: DType): Promise<
       res.dispatches_by_kernel = per;
       res.largest_binding = { ...b.dry.stats.windowBinding };
     }
-    if (o.profile && !o.dryRun) {
-      if (!gpu.hasTimestamps) progress(`${mode}: no 'timestamp-query' on this device: no per-op breakdown`);
-      else {
-        const prof = gpu.startProfiling();
-        try {
-          await prof.collect();
+    if (o.profile && !o.dryRun) res.profile = await profileRun(gpu, mode, async () => {
           const { out } = await once();
           out.dispose();
           await gpu.sync();
-          res.profile = summarize(await prof.collect());
-        } finally {
-          gpu.stopProfiling();
-        }
-        progress(`${mode}: profiled ${res.profile.dispatches} dispatches, ${res.profile.gpu_ms.toFixed(1)} ms of GPU time`);
-      }
-    }
+        }, progress);
   } catch (e) {
     res.error = (e as Error).message;
     for (const p of b.unet.loraParameters()) p.var.zeroGrad();
@@ -468,12 +457,9 @@ async function benchDType(gpu: Gpu, cfg: UNetConfigJson, configName: string, o: 
 
 async function main(o: Options): Promise<number> {
   const { cfg, name: configName } = unetConfigOf(o.config);
-
   const enableToggles = o.unsafe ? UNSAFE_TOGGLES : [];
-  const dry = o.dryRun ? dryRunHost(o.dtypes.includes('f16') ? { features: ['subgroups', 'shader-f16'] } : {}) : undefined;
-  const gpu = await Gpu.create(dry ? { host: dry } : { enableToggles, disableToggles: BENCH_DISABLE_TOGGLES });
-  let code = 0;
-  try {
+  return withBenchGpu('sdxl_unet', { dryRun: o.dryRun, f16: o.dtypes.includes('f16'), enableToggles }, async (gpu, dry) => {
+    let code = 0;
     const adapter = gpu.describe();
     progress(`adapter: ${adapter}`);
     const results: ModeResult[] = [];
@@ -519,13 +505,8 @@ async function main(o: Options): Promise<number> {
       await writeJsonReport(o.json, doc);
       progress(`wrote ${o.json}`);
     }
-  } catch (e) {
-    console.error(`sdxl_unet: ${(e as Error).stack ?? e}`);
-    code = 1;
-  } finally {
-    await gpu.destroy();
-  }
-  return code;
+    return code;
+  });
 }
 
 runMain('sdxl_unet', USAGE, (argv) => parseFlags(argv, FLAGS), main);
