@@ -53,6 +53,11 @@ const FLAGS = {
     "the UNet's weights and activations (LoRA masters, gradients and AdamW state stay f32; f16 needs\n" +
       'shader-f16: on NVIDIA TCD_ENABLE_TOGGLES=allow_unsafe_apis,vulkan_enable_f16_on_nvidia)',
   ),
+  teacherBatched: switchFlag(
+    '--teacher-batched',
+    "distill modes: the teacher's guidance as one forward over 2B (TcdDistiller teacherBatching 'batched')\n" +
+      "instead of two over B (the default, 'separate')",
+  ),
   dryRun: switchFlag(
     '--dry-run',
     'no GPU: the same code against a recording device with H100 limits; reports the memory plan\n' +
@@ -194,6 +199,7 @@ async function runMode(b: Bench, mode: Mode, o: Options): Promise<ModeResult> {
         weightDecay: 1e-2,
         checkpointEvery: 0,
         gradientCheckpointing: mode.endsWith('ckpt'),
+        teacherBatching: o.teacherBatched ? 'batched' : undefined,
       },
       b.models,
     );

@@ -13,9 +13,9 @@ import { decodePng, encodePng } from '../src/pipeline/png.js';
 import { TcdSdxlPipeline } from '../src/pipeline/tcd_sdxl_pipeline.js';
 import { LORA_FILE, OPTIMIZER_FILE, listCheckpoints } from '../src/trainer/checkpoint.js';
 import { type DistillModels, type TcdDistillerOptions, TcdDistiller, loadDistillModels } from '../src/trainer/distiller.js';
-import { tcdDistillStep } from '../src/trainer/tcd_distill_step.js';
+import { type TeacherBatching, tcdDistillStep } from '../src/trainer/tcd_distill_step.js';
 import { makeTinySdxl } from '../scripts/make_tiny_sdxl.js';
-import { seeded, testGpu } from './helpers.js';
+import { expectClose, maxAbs, seeded, testGpu } from './helpers.js';
 
 let gpu: Gpu;
 let dir: string;
@@ -97,7 +97,9 @@ describe('TcdDistiller', () => {
   it('interrupted after a checkpoint and resumed: byte-identical LoRA and optimizer files; pruning; log without lost steps', async () => {
     const full = join(dir, 'full');
     const t0 = performance.now();
-    const a = await TcdDistiller.create(gpu, opts(full, { maxCheckpoints: 1 }), models);
+    // The teacher as one 2B forward here (the default 'separate' runs in the other tests): also deterministic.
+    const teacherBatching = 'batched';
+    const a = await TcdDistiller.create(gpu, opts(full, { maxCheckpoints: 1, teacherBatching }), models);
     const reports: number[] = [];
     const res = await a.train({ onStep: (r) => reports.push(r.loss) });
     a.dispose();
@@ -106,11 +108,11 @@ describe('TcdDistiller', () => {
     expect((await listCheckpoints(full)).map((c) => c.step), 'newest checkpoint only (maxCheckpoints 1)').toEqual([4]);
 
     const part = join(dir, 'part');
-    const b = await TcdDistiller.create(gpu, opts(part), models);
+    const b = await TcdDistiller.create(gpu, opts(part, { teacherBatching }), models);
     await b.train({ stopAfter: 3 }); // checkpoint at 2; update 3 is "lost" with the kill
     b.dispose();
     expect((await listCheckpoints(part)).map((c) => c.step)).toEqual([2]);
-    const c = await TcdDistiller.create(gpu, opts(part, { resume: part }), models);
+    const c = await TcdDistiller.create(gpu, opts(part, { resume: part, teacherBatching }), models);
     expect(c.step).toBe(2);
     await c.train();
     c.dispose();
@@ -132,8 +134,8 @@ describe('TcdDistiller', () => {
   });
 
   it('refuses bad options and a resume with other settings, naming each; ignores a half-written checkpoint', async () => {
-    await expect(TcdDistiller.create(gpu, opts(join(dir, 'bad'), { rank: 0, wMin: 5, wMax: 2, loss: 'l1' as 'l2', resolution: 30 }), models)).rejects.toThrow(
-      /rank must be an integer ≥ 1[\s\S]*resolution must be a multiple of 8[\s\S]*wMin ≤ wMax[\s\S]*loss must be 'l2' or 'huber'/,
+    await expect(TcdDistiller.create(gpu, opts(join(dir, 'bad'), { rank: 0, wMin: 5, wMax: 2, loss: 'l1' as 'l2', resolution: 30, teacherBatching: 'both' as 'batched' }), models)).rejects.toThrow(
+      /rank must be an integer ≥ 1[\s\S]*resolution must be a multiple of 8[\s\S]*wMin ≤ wMax[\s\S]*loss must be 'l2' or 'huber'[\s\S]*teacherBatching must be 'batched' or 'separate', got "both"/,
     );
     await expect(TcdDistiller.create(gpu, { ...opts(join(dir, 'bad')), data: undefined }, models)).rejects.toThrow(/exactly one of data .* got none/);
     const part = join(dir, 'part');
@@ -188,5 +190,40 @@ describe('TcdDistiller', () => {
     expect(line.loss, 'the Huber loss is the optimised one').toBe(line.lossHuber);
     const state = JSON.parse(await readFile(join(out, 'checkpoint-1', 'training_state.json'), 'utf8')) as { samplesSeen: number };
     expect(state.samplesSeen, '2 micro-batches of 2').toBe(4);
+  });
+  it("teacher guidance: one 2B forward (batched) = two B forwards (separate); adapters off; weight caches on = off", async () => {
+    const d = await TcdDistiller.create(gpu, opts(join(dir, 'teacher'), { checkpointEvery: 0 }), models);
+    const batch = await d.batch(0);
+    const step = async (teacherBatching: TeacherBatching) =>
+      (await tcdDistillStep(models.unet, d.solver, batch, { loss: 'l2', teacherBatching, keepTensors: true })).tensors!;
+    // Batched GEMMs over 2B rows may tile the sums differently: f32 rounding only.
+    const tol = { atol: 1e-5, rtol: 1e-4 };
+    const sep = await step('separate');
+    const bat = await step('batched');
+    console.log(`  batched vs separate: eps_c ${maxAbs(bat.epsCond, sep.epsCond).toExponential(2)}, eps_u ${maxAbs(bat.epsUncond, sep.epsUncond).toExponential(2)}`);
+    expect(maxAbs(sep.epsCond, sep.epsUncond), 'the prompt changes the teacher (eps_c ≠ eps_u)').toBeGreaterThan(1e-3);
+    expectClose(bat.epsCond, sep.epsCond, tol, 'eps_c batched vs separate');
+    expectClose(bat.epsUncond, sep.epsUncond, tol, 'eps_u batched vs separate');
+    expectClose(bat.xPrev, sep.xPrev, tol, 'x_prev batched vs separate');
+
+    // After an update the LoRA changes the student, but the teacher (adapters off) stays the base model.
+    await d.optimizer.update(1e-1);
+    const after = await step('batched');
+    expect(maxAbs(after.epsStudent, after.epsCond), 'the updated LoRA changes the student').toBeGreaterThan(1e-4);
+    expectClose(after.epsCond, bat.epsCond, tol, 'teacher eps_c after a LoRA update');
+    expectClose(after.epsUncond, bat.epsUncond, tol, 'teacher eps_u after a LoRA update');
+
+    // The frozen-weight caches (fused QKV, batched cross-attention K / V) the adapter-free teacher uses vs none.
+    const caches = models.unet.weightCaches;
+    models.unet.weightCaches = { fuseQkv: false, batchCrossKv: false };
+    try {
+      const plain = await step('batched');
+      console.log(`  caches on vs off: eps_c ${maxAbs(after.epsCond, plain.epsCond).toExponential(2)}, eps_u ${maxAbs(after.epsUncond, plain.epsUncond).toExponential(2)}`);
+      expectClose(plain.epsCond, after.epsCond, tol, 'teacher eps_c without weight caches');
+      expectClose(plain.epsUncond, after.epsUncond, tol, 'teacher eps_u without weight caches');
+    } finally {
+      models.unet.weightCaches = caches;
+      d.dispose();
+    }
   });
 });

@@ -41,7 +41,7 @@ import { DdimSolver } from './ddim_solver.js';
 import { EncodingSource, type ExampleSource, type TrainingExample, normalArray } from './examples.js';
 import { LoraAdamW } from './lora_optimizer.js';
 import { type LrScheduleName, learningRate } from './lr_schedule.js';
-import { type LossType, type TcdBatch, tcdDistillStep } from './tcd_distill_step.js';
+import { type LossType, TEACHER_BATCHINGS, type TcdBatch, type TeacherBatching, tcdDistillStep } from './tcd_distill_step.js';
 
 /** diffusers' LCM-LoRA SDXL target modules (tcd.md §5.3). */
 export const SDXL_LORA_TARGET_MODULES = [
@@ -114,6 +114,12 @@ export interface TcdDistillerOptions {
   /** Recompute resnets and transformer blocks in the backward (default true). */
   gradientCheckpointing?: boolean;
   /**
+   * The teacher's guidance passes as one forward over 2B samples ('batched': half the teacher's dispatches, twice the
+   * GEMM rows; worth it without gradient checkpointing, where it adds no peak) or two forwards over B ('separate',
+   * default: the lowest peak with checkpointing). See TeacherBatching.
+   */
+  teacherBatching?: TeacherBatching;
+  /**
    * The base UNet's storage type (default 'f32'; 'auto': f16 where the device passes the f16 probe). f16: LoRA
    * master weights, gradients and AdamW state stay f32 and the backward is loss-scaled (LossScaler). With `models`
    * given, their UNet's dtype is used and an explicit f32 / f16 must agree with it.
@@ -181,6 +187,7 @@ interface Resolved {
   wMax: number;
   loss: LossType;
   huberC: number;
+  teacherBatching?: TeacherBatching;
   lr: number;
   lrSchedule: LrScheduleName;
   warmupSteps: number;
@@ -209,6 +216,7 @@ function resolve(o: TcdDistillerOptions): Resolved {
     wMax: o.wMax ?? 15,
     loss: o.loss ?? 'l2',
     huberC: o.huberC ?? 0.001,
+    teacherBatching: o.teacherBatching,
     lr: o.lr ?? 1e-6,
     lrSchedule: o.lrSchedule ?? 'constant',
     warmupSteps: int('warmupSteps', o.warmupSteps ?? 0, 0),
@@ -226,6 +234,8 @@ function resolve(o: TcdDistillerOptions): Resolved {
   if (!(r.wMin <= r.wMax) || !Number.isFinite(r.wMin) || !Number.isFinite(r.wMax)) problems.push(`need finite wMin ≤ wMax, got ${r.wMin} / ${r.wMax}`);
   if (r.loss !== 'l2' && r.loss !== 'huber') problems.push(`loss must be 'l2' or 'huber', got '${r.loss as string}'`);
   if (!(r.huberC > 0)) problems.push(`huberC must be > 0, got ${r.huberC}`);
+  if (r.teacherBatching !== undefined && !TEACHER_BATCHINGS.includes(r.teacherBatching))
+    problems.push(`teacherBatching must be ${TEACHER_BATCHINGS.map((x) => `'${x}'`).join(' or ')}, got ${JSON.stringify(r.teacherBatching)}`);
   if (!(r.lr >= 0)) problems.push(`lr must be ≥ 0, got ${r.lr}`);
   if (r.emaDecay !== undefined && !(r.emaDecay >= 0 && r.emaDecay < 1)) problems.push(`emaDecay must be in [0, 1), got ${r.emaDecay}`);
   const given = [o.data && 'data', o.cache && 'cache', o.examples && 'examples'].filter(Boolean);
@@ -588,6 +598,7 @@ export class TcdDistiller {
       const r = await tcdDistillStep(this.models.unet, this.solver, batch, {
         loss: this.cfg.loss,
         huberC: this.cfg.huberC,
+        teacherBatching: this.cfg.teacherBatching,
         gradScale: (lossScale ?? 1) / A,
         targetAdapters: this.ema,
       });

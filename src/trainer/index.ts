@@ -3,9 +3,13 @@
 // the file system, and the image decoders reach pngjs, so it stays out of the browser bundle.
 export { DdimSolver, DdimSolverError, guide } from './ddim_solver.js';
 export {
+  DEFAULT_TEACHER_BATCHING,
+  TEACHER_BATCHINGS,
   tcdDistillStep,
+  teacherEps,
   withAdapters,
   type LossType,
+  type TeacherBatching,
   type TcdBatch,
   type TcdStepOptions,
   type TcdStepResult,

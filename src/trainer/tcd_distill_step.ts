@@ -17,6 +17,18 @@ import { DdimSolver, DdimSolverError, guide } from './ddim_solver.js';
 
 export type LossType = 'l2' | 'huber';
 
+/**
+ * How the teacher's two guidance passes run: 'batched' = one forward over 2B samples (prompt ‖ zeros), half the
+ * teacher's dispatches and twice the GEMM rows; 'separate' = two forwards over B. Default 'separate': under gradient
+ * checkpointing (the trainer's default) the 2B teacher forward becomes the step's peak (SDXL 1024², batch 1, dry
+ * run: +0.52 GiB f32, +0.27 GiB f16); without checkpointing the student's kept activations set the peak and
+ * 'batched' costs none. The default is one fixed mode, not chosen by the checkpointing setting, because the two
+ * modes may round differently and a checkpointed step must stay bit-identical to an unchecked one.
+ */
+export type TeacherBatching = 'batched' | 'separate';
+export const TEACHER_BATCHINGS: readonly TeacherBatching[] = ['batched', 'separate'];
+export const DEFAULT_TEACHER_BATCHING: TeacherBatching = 'separate';
+
 /** A batch of B samples, host arrays in the UNet's layouts. */
 export interface TcdBatch {
   /** VAE latents × scaling factor, [B, C, h, w]. */
@@ -48,6 +60,8 @@ export interface TcdStepOptions {
    * gradient (the recipe's "no separate target network").
    */
   targetAdapters?: ReadonlyMap<string, LoraWeights>;
+  /** The teacher's conditional / unconditional passes as one 2B forward or two B forwards (default DEFAULT_TEACHER_BATCHING, 'separate'). */
+  teacherBatching?: TeacherBatching;
   /** Return the intermediate tensors (tests, debugging). */
   keepTensors?: boolean;
 }
@@ -135,6 +149,79 @@ async function readOut(v: Var): Promise<Float32Array> {
   }
 }
 
+function checkTeacherBatching(b: TeacherBatching | undefined): void {
+  if (b !== undefined && !TEACHER_BATCHINGS.includes(b))
+    throw new DdimSolverError(`teacherBatching must be ${TEACHER_BATCHINGS.map((x) => `'${x}'`).join(' or ')}, got ${JSON.stringify(b)}`);
+}
+
+/** [a ‖ b] as one host array. */
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/**
+ * The teacher's guidance pair: the frozen base (adapters off) on x_start at t_start, with the prompt (ε_c) and with
+ * zeroed prompt / pooled embeddings (ε_u). `cond` are the batch's uploaded conditional inputs ('separate' reuses
+ * them); 'batched' uploads [x_start ‖ x_start], [prompt ‖ 0], [pooled ‖ 0], [time_ids ‖ time_ids] and frees them
+ * once ε is read back. Per sample the two modes compute the same sums; the GEMM tiling over 2B rows may order them
+ * differently.
+ */
+export async function teacherEps(
+  unet: UNet2DConditionModel,
+  batch: TcdBatch,
+  xStart: Float32Array,
+  tStart: readonly number[],
+  cond: { sample: Var; ehs: Var; pooled: Var; timeIds: Var },
+  batching: TeacherBatching = DEFAULT_TEACHER_BATCHING,
+): Promise<{ epsCond: Float32Array; epsUncond: Float32Array }> {
+  checkTeacherBatching(batching);
+  const gpu = unet.gpu;
+  const [B] = batch.latentShape;
+  const n = xStart.length;
+  if (batching === 'separate') {
+    const zeroEhs = new Var(Tensor.zeros(gpu, cond.ehs.shape, 'f32', 'prompt_embeds.zeros'));
+    const zeroPooled = new Var(Tensor.zeros(gpu, cond.pooled.shape, 'f32', 'pooled_prompt_embeds.zeros'));
+    try {
+      const [epsCondVar, epsUncondVar] = noGrad(() =>
+        withAdapters(unet, undefined, () => [
+          unet.forward({ sample: cond.sample, timestep: tStart, encoderHiddenStates: cond.ehs, textEmbeds: cond.pooled, timeIds: cond.timeIds }),
+          unet.forward({ sample: cond.sample, timestep: tStart, encoderHiddenStates: zeroEhs, textEmbeds: zeroPooled, timeIds: cond.timeIds }),
+        ]),
+      );
+      const epsCond = await readOut(epsCondVar);
+      const epsUncond = await readOut(epsUncondVar);
+      return { epsCond, epsUncond };
+    } finally {
+      zeroEhs.dispose();
+      zeroPooled.dispose();
+    }
+  }
+  const up = (data: Float32Array, shape: readonly number[], label: string) => new Var(Tensor.fromArray(gpu, data, shape, { label }), false, label);
+  const [, C, h, w] = batch.latentShape;
+  const inputs = [
+    up(concat(xStart, xStart), [2 * B, C, h, w], 'x_start.cfg'),
+    up(concat(batch.encoderHiddenStates, new Float32Array(batch.encoderHiddenStates.length)), [2 * B, ...cond.ehs.shape.slice(1)], 'prompt_embeds.cfg'),
+    up(concat(batch.textEmbeds, new Float32Array(batch.textEmbeds.length)), [2 * B, ...cond.pooled.shape.slice(1)], 'pooled_prompt_embeds.cfg'),
+    up(concat(batch.timeIds, batch.timeIds), [2 * B, 6], 'time_ids.cfg'),
+  ];
+  try {
+    const [sample, ehs, pooled, timeIds] = inputs;
+    const eps = await readOut(
+      noGrad(() =>
+        withAdapters(unet, undefined, () =>
+          unet.forward({ sample, timestep: [...tStart, ...tStart], encoderHiddenStates: ehs, textEmbeds: pooled, timeIds }),
+        ),
+      ),
+    );
+    return { epsCond: eps.slice(0, n), epsUncond: eps.slice(n, 2 * n) };
+  } finally {
+    for (const v of inputs) v.dispose();
+  }
+}
+
 /** One TCD step: forward passes, losses, and the backward into the LoRA Vars' .grad (accumulating). */
 export async function tcdDistillStep(unet: UNet2DConditionModel, solver: DdimSolver, batch: TcdBatch, opts: TcdStepOptions): Promise<TcdStepResult> {
   const n = checkBatch(batch, solver);
@@ -142,6 +229,7 @@ export async function tcdDistillStep(unet: UNet2DConditionModel, solver: DdimSol
   const per = n / B;
   const huberC = opts.huberC ?? 0.001;
   if (!(huberC > 0)) throw new DdimSolverError(`huberC must be > 0, got ${huberC}`);
+  checkTeacherBatching(opts.teacherBatching);
   const gpu = unet.gpu;
   const tStart = batch.index.map((i) => solver.startTimestep(i));
   const tN = batch.index.map((i) => solver.teacherTimestep(i));
@@ -160,18 +248,7 @@ export async function tcdDistillStep(unet: UNet2DConditionModel, solver: DdimSol
   const sampleStart = up(xStart, batch.latentShape, 'x_start');
   const toFree: Var[] = [ehs, pooled, timeIds, sampleStart];
   try {
-    // Teacher: the frozen base (adapters off), conditional and with zeroed prompt / pooled embeddings.
-    const zeroEhs = new Var(Tensor.zeros(gpu, ehsShape, 'f32', 'prompt_embeds.zeros'));
-    const zeroPooled = new Var(Tensor.zeros(gpu, pooledShape, 'f32', 'pooled_prompt_embeds.zeros'));
-    toFree.push(zeroEhs, zeroPooled);
-    const [epsCondVar, epsUncondVar] = noGrad(() =>
-      withAdapters(unet, undefined, () => [
-        unet.forward({ sample: sampleStart, timestep: tStart, encoderHiddenStates: ehs, textEmbeds: pooled, timeIds }),
-        unet.forward({ sample: sampleStart, timestep: tStart, encoderHiddenStates: zeroEhs, textEmbeds: zeroPooled, timeIds }),
-      ]),
-    );
-    const epsCond = await readOut(epsCondVar);
-    const epsUncond = await readOut(epsUncondVar);
+    const { epsCond, epsUncond } = await teacherEps(unet, batch, xStart, tStart, { sample: sampleStart, ehs, pooled, timeIds }, opts.teacherBatching);
 
     const x0c = new Float32Array(n);
     const x0u = new Float32Array(n);
