@@ -10,7 +10,7 @@
 // dawn.node stays external ('webgpu'): .gpu/enter.sh links the carried copy. Run with:
 //   source .gpu/enter.sh; node --test .gpu-dist/tests/*.test.mjs   |   node .gpu-dist/bench.mjs
 import { build } from 'esbuild';
-import { readdirSync, rmSync, existsSync, symlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, existsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,6 +29,20 @@ const common = {
     js: "import { createRequire as __cr } from 'node:module'; import { fileURLToPath as __f2p } from 'node:url'; const require = __cr(import.meta.url); const __filename = __f2p(import.meta.url); const __dirname = __filename.replace(/[\\/][^\\/]*$/, '');",
   },
 };
+// src/cli/main.ts runs main() when its file is the process's entry; bundled into a test file, import.meta.url is the
+// test's own file, which `node --test` runs as argv[1]: main() would run with the test's argv (usage, exit code 2).
+// In the test bundles the CLI is only imported (test/cli_distill.test.ts), so the entry guard is compiled out there.
+const MAIN_GUARD = 'if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url))';
+const cliMainNotEntry = {
+  name: 'cli-main-not-entry',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]src[\\/]cli[\\/]main\.ts$/ }, (a) => {
+      const src = readFileSync(a.path, 'utf8');
+      if (!src.includes(MAIN_GUARD)) throw new Error(`scripts/bundle-gpu.mjs: ${a.path} no longer has the entry guard '${MAIN_GUARD}'; update MAIN_GUARD`);
+      return { contents: src.replace(MAIN_GUARD, 'if (false)'), loader: 'ts' };
+    });
+  },
+};
 // package_consumer packs and installs the npm package: it needs npm and the repository, which the GPU machine lacks.
 const tests = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts') && f !== 'package_consumer.test.ts');
 await build({
@@ -40,13 +54,16 @@ await build({
   splitting: true,
   chunkNames: 'chunks/[name]-[hash]',
   alias: { vitest: join(root, 'test/gpu/vitest_shim.ts') },
+  plugins: [cliMainNotEntry],
 });
 // Tests find fixtures next to themselves (new URL('./fixtures/…', import.meta.url)); a relative link keeps that true.
 symlinkSync('../../test/fixtures', join(out, 'tests', 'fixtures'));
 // Code under scripts/ finds them as '../test/fixtures' from its own file, which in a chunk is tests/test/fixtures.
 symlinkSync('../../test', join(out, 'tests', 'test'));
-// web/server.mjs (bundled into tests) resolves its inputs and out/ from the bundle's parent: mirror the repo there.
+// web/server.mjs (bundled into tests) resolves its inputs and out/ from the parent of the file it lands in: .gpu-dist/
+// for a test file, .gpu-dist/tests/ for a chunk (where it is when two tests import it): mirror the repo in both.
 for (const d of ['scripts', 'src', 'test']) symlinkSync(`../${d}`, join(out, d));
+for (const d of ['scripts', 'src']) symlinkSync(`../../${d}`, join(out, 'tests', d));
 if (existsSync(join(root, 'bench/run.ts')))
   await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
 // The whole-UNet benchmark (random weights; SDXL config and PyTorch anchors bundled in).
