@@ -4,6 +4,7 @@
 //   .gpu-dist/sdxl_unet.mjs          bench/sdxl_unet.ts (whole SDXL UNet: forward, LoRA training step; --help)
 //   .gpu-dist/sdxl_pipeline.mjs      bench/sdxl_pipeline.ts (prompt → PNG with every SDXL part, stage times; --help)
 //   .gpu-dist/sdxl_distill.mjs       bench/sdxl_distill.ts (one TCD distillation step on the SDXL UNet; --help)
+//   .gpu-dist/export_lora_parity.mjs scripts/export_lora_parity.ts (LoRA + UNet outputs for scripts/check_lora_diffusers.py)
 //   .gpu-dist/emoji/<name>.mjs       scripts/emoji/*.ts (teacher training, classifier, Table 1, checkpoint packing)
 //   .gpu-dist/cli.mjs                src/cli/main.ts, the `tcd` command (bin/tcd.mjs needs tsx); test/cli.test.ts
 //                                    runs it when it runs from .gpu-dist/tests/ (or whatever TCD_CLI names)
@@ -72,9 +73,11 @@ await build({ ...common, entryPoints: [join(root, 'bench/sdxl_unet.ts')], outfil
 await build({ ...common, entryPoints: [join(root, 'bench/sdxl_pipeline.ts')], outfile: join(out, 'sdxl_pipeline.mjs') });
 // One TCD distillation step on the whole SDXL UNet (random weights; config bundled).
 await build({ ...common, entryPoints: [join(root, 'bench/sdxl_distill.ts')], outfile: join(out, 'sdxl_distill.mjs') });
+// The TypeScript half of the diffusers LoRA check (then: python scripts/check_lora_diffusers.py <out-dir>).
+await build({ ...common, entryPoints: [join(root, 'scripts/export_lora_parity.ts')], outfile: join(out, 'export_lora_parity.mjs') });
 // The CLI: main.ts runs main() when it is the process's entry file, which the bundle is.
 await build({ ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(out, 'cli.mjs') });
 // The emoji teacher scripts (scripts/emoji/*.ts): .gpu-dist/emoji/<name>.mjs, each self-contained.
 const emoji = readdirSync(join(root, 'scripts/emoji')).filter((f) => f.endsWith('.ts'));
 await build({ ...common, entryPoints: emoji.map((f) => join(root, 'scripts/emoji', f)), outdir: join(out, 'emoji'), outExtension: { '.js': '.mjs' } });
-console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} + sdxl_unet + sdxl_pipeline + sdxl_distill + cli into .gpu-dist/`);
+console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} + sdxl_unet + sdxl_pipeline + sdxl_distill + export_lora_parity + cli + emoji into .gpu-dist/`);
