@@ -65,19 +65,30 @@ symlinkSync('../../test', join(out, 'tests', 'test'));
 // for a test file, .gpu-dist/tests/ for a chunk (where it is when two tests import it): mirror the repo in both.
 for (const d of ['scripts', 'src', 'test']) symlinkSync(`../${d}`, join(out, d));
 for (const d of ['scripts', 'src']) symlinkSync(`../../${d}`, join(out, 'tests', d));
-if (existsSync(join(root, 'bench/run.ts')))
-  await build({ ...common, entryPoints: [join(root, 'bench/run.ts')], outfile: join(out, 'bench.mjs') });
-// The whole-UNet benchmark (random weights; SDXL config and PyTorch anchors bundled in).
-await build({ ...common, entryPoints: [join(root, 'bench/sdxl_unet.ts')], outfile: join(out, 'sdxl_unet.mjs') });
-// The whole prompt → PNG pipeline benchmark (random weights; configs bundled, the CLIP tokenizer read from test/fixtures).
-await build({ ...common, entryPoints: [join(root, 'bench/sdxl_pipeline.ts')], outfile: join(out, 'sdxl_pipeline.mjs') });
-// One TCD distillation step on the whole SDXL UNet (random weights; config bundled).
-await build({ ...common, entryPoints: [join(root, 'bench/sdxl_distill.ts')], outfile: join(out, 'sdxl_distill.mjs') });
-// The TypeScript half of the diffusers LoRA check (then: python scripts/check_lora_diffusers.py <out-dir>).
-await build({ ...common, entryPoints: [join(root, 'scripts/export_lora_parity.ts')], outfile: join(out, 'export_lora_parity.mjs') });
-// The CLI: main.ts runs main() when it is the process's entry file, which the bundle is.
-await build({ ...common, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(out, 'cli.mjs') });
-// The emoji teacher scripts (scripts/emoji/*.ts): .gpu-dist/emoji/<name>.mjs, each self-contained.
-const emoji = readdirSync(join(root, 'scripts/emoji')).filter((f) => f.endsWith('.ts'));
-await build({ ...common, entryPoints: emoji.map((f) => join(root, 'scripts/emoji', f)), outdir: join(out, 'emoji'), outExtension: { '.js': '.mjs' } });
-console.log(`bundled ${tests.length} test files${existsSync(join(root, 'bench/run.ts')) ? ' + bench' : ''} + sdxl_unet + sdxl_pipeline + sdxl_distill + export_lora_parity + cli + emoji into .gpu-dist/`);
+// The programs, in one build that shares their code through chunks (.gpu-dist/chunks/): bundled one by one, each
+// held the whole library (~1 MB apiece, ~10 MB in all, of the 64 MiB a GPU run carries).
+//   bench.mjs           npm run bench
+//   sdxl_unet.mjs       the whole-UNet benchmark (random weights; SDXL config and PyTorch anchors bundled in)
+//   sdxl_pipeline.mjs   prompt → PNG pipeline benchmark (random weights; configs bundled, CLIP tokenizer from test/fixtures)
+//   sdxl_distill.mjs    one TCD distillation step on the whole SDXL UNet (random weights; config bundled)
+//   export_lora_parity.mjs  the TypeScript half of the diffusers LoRA check (then scripts/check_lora_diffusers.py)
+//   cli.mjs             the CLI: main.ts runs main() when it is the process's entry file, which this file is
+//   emoji/<name>.mjs    the emoji teacher scripts (scripts/emoji/*.ts)
+const programs = {
+  sdxl_unet: 'bench/sdxl_unet.ts',
+  sdxl_pipeline: 'bench/sdxl_pipeline.ts',
+  sdxl_distill: 'bench/sdxl_distill.ts',
+  export_lora_parity: 'scripts/export_lora_parity.ts',
+  cli: 'src/cli/main.ts',
+};
+if (existsSync(join(root, 'bench/run.ts'))) programs.bench = 'bench/run.ts';
+for (const f of readdirSync(join(root, 'scripts/emoji')).filter((f) => f.endsWith('.ts'))) programs[`emoji/${f.slice(0, -3)}`] = `scripts/emoji/${f}`;
+await build({
+  ...common,
+  entryPoints: Object.fromEntries(Object.entries(programs).map(([k, v]) => [k, join(root, v)])),
+  outdir: out,
+  outExtension: { '.js': '.mjs' },
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
+});
+console.log(`bundled ${tests.length} test files + ${Object.keys(programs).join(', ')} into .gpu-dist/`);
