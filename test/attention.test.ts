@@ -168,6 +168,7 @@ describe('attention forward vs float64 reference', () => {
 // there only with TCD_ATTENTION_FULL=1 (skipped otherwise); on GPUs they always run, and there the default variant
 // the other tests use is the unrolled H100 tile itself.
 const fullTiles = () => !isCpuAdapter(gpu) || process.env.TCD_ATTENTION_FULL === '1';
+const FULL_TILES_SKIP = 'CPU adapter: these pipelines take tens of seconds each to compile; TCD_ATTENTION_FULL=1 runs them';
 
 describe('attention tiles', () => {
   // The H100 tiles (256 threads of 2 rows / 1 row, padded rows) at headDim 32, where they fit 32 KiB. Forward: the
@@ -180,7 +181,7 @@ describe('attention tiles', () => {
   };
   for (const causal of [false, true]) {
     it(`H100 tiles (rolled) forward and backward${causal ? ', causal' : ''}`, async (ctx) => {
-      if (!fullTiles()) ctx.skip();
+      if (!fullTiles()) ctx.skip(FULL_TILES_SKIP);
       const c: Case = { B: 1, N: 70, M: 77, heads: 2, hd: 32, causal, tile: h100.fwd, tileDq: h100.dq, tileDkdv: h100.dkdv, roll: true };
       await checkForward(c);
       await checkBackward(c);
@@ -188,7 +189,7 @@ describe('attention tiles', () => {
   }
   // The unrolled code path (the default on GPUs): same arithmetic, constant trip counts.
   it('unrolled loops, forward and backward, causal and not', async (ctx) => {
-    if (!fullTiles()) ctx.skip();
+    if (!fullTiles()) ctx.skip(FULL_TILES_SKIP);
     const tile = { br: 16, bc: 16, tm: 2, tx: 8 };
     for (const causal of [false, true]) {
       const c: Case = { B: 1, N: 37, M: 29, heads: 2, hd: 8, causal, tile, tileDq: tile, tileDkdv: tile, roll: false };
@@ -202,7 +203,7 @@ describe('attention tiles', () => {
     const tile = { br: 64, bc: 16, tm: 4, tx: 4, sg: true };
     if (!gpu.hasSubgroups) {
       expect(attentionTileProblem(gpu, 'forward', tile, 64)).toMatch(/subgroups/);
-      ctx.skip();
+      ctx.skip(`no subgroups on ${gpu.describe()}`);
     }
     for (const causal of [false, true]) await checkForward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, roll: false });
     await checkForward({ B: 1, N: 77, M: 77, heads: 1, hd: 64, causal: true, tile, roll: false });
@@ -219,7 +220,7 @@ describe('attention tiles', () => {
     const sg = { tileDq: SUBGROUP_TILES.bwd_dq, tileDkdv: SUBGROUP_TILES.bwd_dkdv };
     if (!gpu.hasSubgroups) {
       expect(attentionTileProblem(gpu, 'bwd_dq', sg.tileDq, 64)).toMatch(/subgroups/);
-      ctx.skip();
+      ctx.skip(`no subgroups on ${gpu.describe()}`);
     }
     const tile = ATTENTION_TILES_CPU[0];
     for (const causal of [false, true]) await checkBackward({ B: 2, N: 45, M: 71, heads: 2, hd: 64, causal, tile, ...sg });

@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bytesSource } from '../src/io/byte_source.js';
 import { readHeader } from '../src/io/safetensors.js';
@@ -184,11 +185,16 @@ interface ChildTest {
   failureMessages: string[];
 }
 
-/** The tiny_unet and tcd_loop suites on `dir` in a child vitest; its exit code and per-test results. */
+/** The tiny_unet and tcd_loop suites on `dir` in a child vitest (node:test on the bundle); exit code, per-test results. */
 function runSuites(dir: string): { code: number | null; tests: ChildTest[]; output: string } {
-  const json = join(dir, 'vitest.json');
-  const r = spawnSync(process.execPath, [VITEST, 'run', 'test/golden.test.ts', '--reporter=json', `--outputFile=${json}`], {
-    env: { ...process.env, TCD_GOLDEN: dir, TCD_GOLDEN_SUITES: 'tiny_unet,tcd_loop' },
+  const json = join(dir, 'child-results.json');
+  // A file, not `node -e`: run() passes the parent's execArgv (-e included) on to the test file's process.
+  const driver = join(dir, 'node_test_driver.mjs');
+  if (BUNDLED) writeFileSync(driver, NODE_TEST_DRIVER);
+  const args = BUNDLED ? [driver, GOLDEN_BUNDLE, json] : [VITEST, 'run', 'test/golden.test.ts', '--reporter=json', `--outputFile=${json}`];
+  const r = spawnSync(process.execPath, args, {
+    // NODE_TEST_CONTEXT (set by a parent `node --test`) would make the driver's run() refuse to run files.
+    env: { ...process.env, NODE_TEST_CONTEXT: undefined, TCD_GOLDEN: dir, TCD_GOLDEN_SUITES: 'tiny_unet,tcd_loop' },
     encoding: 'utf8',
     maxBuffer: 64 * 2 ** 20,
     timeout: 280_000,
@@ -204,9 +210,30 @@ function runSuites(dir: string): { code: number | null; tests: ChildTest[]; outp
   return { code: r.status, tests, output };
 }
 
-// The child runs need vitest itself: not there in the GPU-machine bundle (.gpu-dist runs under node:test).
+// The child runs need vitest itself, which the GPU-machine bundle (.gpu-dist, run under node:test) lacks: there the
+// child runs the bundled golden.test.mjs through node:test's run() and writes the same shape vitest's JSON has.
+const BUNDLED = import.meta.url.includes('/.gpu-dist/tests/');
+const GOLDEN_BUNDLE = BUNDLED ? fileURLToPath(new URL('./golden.test.mjs', import.meta.url)) : '';
+const NODE_TEST_DRIVER = `
+import { run } from 'node:test';
+import { writeFileSync } from 'node:fs';
+const [file, json] = process.argv.slice(2);
+const assertionResults = [];
+for await (const { type, data } of run({ files: [file], concurrency: 1 })) {
+  if (type === 'test:stdout' || type === 'test:stderr') process.stdout.write(data.message);
+  if ((type !== 'test:pass' && type !== 'test:fail') || data.details?.type === 'suite') continue;
+  const error = data.details?.error;
+  assertionResults.push({
+    fullName: data.name,
+    status: type === 'test:fail' ? 'failed' : data.skip ? 'skipped' : 'passed',
+    failureMessages: type === 'test:fail' ? [String(error?.cause?.message ?? error?.message ?? error)] : [],
+  });
+}
+writeFileSync(json, JSON.stringify({ testResults: [{ assertionResults }] }));
+process.exitCode = assertionResults.some((t) => t.status === 'failed') ? 1 : 0;
+`;
 const VITEST = 'node_modules/vitest/vitest.mjs';
-const childIt = existsSync(VITEST) ? it : it.skip;
+const childIt = BUNDLED || existsSync(VITEST) ? it : it.skip;
 
 describe('golden folders made from the fixture (child runs of the tiny_unet and tcd_loop suites)', () => {
   childIt('lora_alpha ≠ r (scale 0.5, lora_B doubled, lora_B gradients halved): passes', async () => {
