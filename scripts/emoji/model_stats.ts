@@ -3,7 +3,8 @@
 // positions read off its state-dict name (which level, which resolution); attention adds 4 · N · M · C per block
 // (scores and weighted sum). Norms, activations and the one-hot token lookup are left out (under 2 %).
 //   npx tsx scripts/emoji/model_stats.ts [--json]
-import type { Gpu } from '../../runtime/device.js';
+import { Gpu } from '../../runtime/device.js';
+import { dryRunHost } from '../../bench/dry_run_host.js';
 import {
   EMOJI_IMAGE_SIZE,
   EMOJI_LATENT_SIZE,
@@ -21,7 +22,8 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
   console.log('usage: npx tsx scripts/emoji/model_stats.ts [--json]\nPrints parameters and forward FLOPs per image of the emoji teacher (VAE encoder / decoder, text encoders, UNet).');
   process.exit(0);
 }
-const NO_GPU = undefined as unknown as Gpu; // constructors only register parameter shapes
+// Constructors only register parameter shapes; a GPU-less host gives them the device limits they plan with.
+const NO_GPU = await Gpu.create({ host: dryRunHost() });
 const TOKENS = 77;
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
