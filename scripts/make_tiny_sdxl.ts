@@ -16,6 +16,7 @@ import type { Gpu } from '../runtime/device.js';
 import { fileSource } from '../src/io/byte_source.js';
 import { type TensorToWrite, readHeader, readTensorF32, writeSafetensors } from '../src/io/safetensors.js';
 import { randomKey } from '../src/kernels/random.js';
+import { SDXL_MODEL_INDEX } from '../src/pipeline/model_folder.js';
 import { SDXL_SCHEDULER_CONFIG } from '../src/schedulers/diffusers_config.js';
 import { initRule, nameStream } from '../src/nn/init.js';
 import { normalRef } from '../src/reference/random.js';
@@ -33,18 +34,8 @@ export interface TinySdxlOptions {
   fp16?: boolean;
 }
 
-export const TINY_MODEL_INDEX = {
-  _class_name: 'StableDiffusionXLPipeline',
-  _diffusers_version: '0.40.0.dev0',
-  force_zeros_for_empty_prompt: true,
-  scheduler: ['diffusers', 'EulerDiscreteScheduler'],
-  text_encoder: ['transformers', 'CLIPTextModel'],
-  text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
-  tokenizer: ['transformers', 'CLIPTokenizer'],
-  tokenizer_2: ['transformers', 'CLIPTokenizer'],
-  unet: ['diffusers', 'UNet2DConditionModel'],
-  vae: ['diffusers', 'AutoencoderKL'],
-};
+/** model_index.json of an SDXL pipeline folder (diffusers' StableDiffusionXLPipeline). */
+export const TINY_MODEL_INDEX = SDXL_MODEL_INDEX;
 
 /** SDXL base 1.0 scheduler/scheduler_config.json (sdxl.md §8.1); it lives with the schedulers. */
 export { SDXL_SCHEDULER_CONFIG };

@@ -143,3 +143,17 @@ export async function resolveLayout(path: string, opts: { configFolder?: string 
   const tokenizerDirs = TOKENIZER_DIRS.map((d) => join(root, d)) as [string, string];
   return { configRoot: root, weights, singleFile, configs: checked.configs, schedulerConfig: checked.schedulerConfig, tokenizerDirs, modelIndex: checked.modelIndex };
 }
+
+/** model_index.json of an SDXL pipeline folder (diffusers' StableDiffusionXLPipeline), as folders this project writes carry it. */
+export const SDXL_MODEL_INDEX = {
+  _class_name: 'StableDiffusionXLPipeline',
+  _diffusers_version: '0.40.0.dev0',
+  force_zeros_for_empty_prompt: true,
+  scheduler: ['diffusers', 'EulerDiscreteScheduler'],
+  text_encoder: ['transformers', 'CLIPTextModel'],
+  text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
+  tokenizer: ['transformers', 'CLIPTokenizer'],
+  tokenizer_2: ['transformers', 'CLIPTokenizer'],
+  unet: ['diffusers', 'UNet2DConditionModel'],
+  vae: ['diffusers', 'AutoencoderKL'],
+};

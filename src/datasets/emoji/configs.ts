@@ -22,6 +22,7 @@ import type { ClipTextConfigJson } from '../../text/clip_config.js';
 import { ClipTokenizer } from '../../text/clip_tokenizer.js';
 import type { UNetConfigJson } from '../../unet/config.js';
 import type { VaeConfigJson } from '../../vae/config.js';
+import { SDXL_MODEL_INDEX } from '../../pipeline/model_folder.js';
 import { SDXL_SCHEDULER_CONFIG } from '../../schedulers/diffusers_config.js';
 
 /** Tokens of the cut CLIP vocabulary: ids 0…4093 are the CLIP ids below 4094, then <|startoftext|>, <|endoftext|>. */
@@ -143,18 +144,7 @@ export const EMOJI_UNET_CONFIG: UNetConfigJson = {
 /** The training noise schedule (SDXL's): ε-prediction, scaled_linear betas 0.00085 … 0.012 over 1000 steps. */
 export const EMOJI_SCHEDULER_CONFIG = { ...SDXL_SCHEDULER_CONFIG, _diffusers_version: '0.40.0.dev0' };
 
-export const EMOJI_MODEL_INDEX = {
-  _class_name: 'StableDiffusionXLPipeline',
-  _diffusers_version: '0.40.0.dev0',
-  force_zeros_for_empty_prompt: true,
-  scheduler: ['diffusers', 'EulerDiscreteScheduler'],
-  text_encoder: ['transformers', 'CLIPTextModel'],
-  text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
-  tokenizer: ['transformers', 'CLIPTokenizer'],
-  tokenizer_2: ['transformers', 'CLIPTokenizer'],
-  unet: ['diffusers', 'UNet2DConditionModel'],
-  vae: ['diffusers', 'AutoencoderKL'],
-};
+export const EMOJI_MODEL_INDEX = SDXL_MODEL_INDEX;
 
 /**
  * The CLIP BPE vocabulary cut to its first `size` ids (the last two become bos / eos) and the merges that produce
