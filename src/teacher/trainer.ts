@@ -118,6 +118,42 @@ export class StepRng {
 
 const lrAt = (o: StageOptions, step: number) => (o.warmupSteps && step < o.warmupSteps ? (o.lr * (step + 1)) / o.warmupSteps : o.lr);
 
+/**
+ * What both stages do after a batch's loss is recorded: backward, one AdamW update at the scheduled lr, the step
+ * counted, and whether to log (every `logEvery` steps, the last step, or out of time); plus images/s since the last
+ * log line.
+ */
+class StepMeter {
+  private since: number;
+  private seen = 0;
+
+  constructor(
+    private readonly elapsed: () => number,
+    private readonly opts: Pick<TeacherTrainOptions, 'logEvery' | 'maxSeconds'>,
+  ) {
+    this.since = elapsed();
+  }
+
+  step(tape: Tape, loss: Var, seed: Tensor, optimizer: FullAdamW, state: TeacherState, o: StageOptions, warmFrom: number) {
+    tape.backward(loss, seed);
+    const lr = lrAt(o, state.step - warmFrom);
+    optimizer.update(lr);
+    state.step++;
+    this.seen += o.batch;
+    const last = state.step === o.steps;
+    const timeUp = this.opts.maxSeconds !== undefined && this.elapsed() > this.opts.maxSeconds;
+    return { lr, last, timeUp, logNow: state.step % this.opts.logEvery === 0 || last || timeUp };
+  }
+
+  /** Images per second since the last call (or the start), restarting the window. */
+  imagesPerSecond(): number {
+    const rate = this.seen / (this.elapsed() - this.since);
+    this.since = this.elapsed();
+    this.seen = 0;
+    return rate;
+  }
+}
+
 function named(prefix: string, params: ReadonlyMap<string, Param>): NamedParam[] {
   return [...params].map(([name, p]) => ({ name: `${prefix}.${name}`, var: p.v }));
 }
@@ -259,8 +295,7 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
       // Resumed without moments (a packed checkpoint, src/teacher/transport.ts): warm the learning rate up again.
       const warmFrom = moments ? 0 : state.step;
       const one = Tensor.fromArray(gpu, [1], [1], { label: 'dloss' });
-      let t0 = elapsed();
-      let seen = 0;
+      const meter = new StepMeter(elapsed, opts);
       const f = models.vae.config.downscale;
       while (state.step < o.steps) {
         const rng = new StepRng(seed, 'vae', state.step);
@@ -277,18 +312,10 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
             ),
           ),
         );
-        tape.backward(parts.loss, one);
-        const lr = lrAt(o, state.step - warmFrom);
-        optimizer.update(lr);
-        state.step++;
-        seen += o.batch;
-        const last = state.step === o.steps;
-        const timeUp = opts.maxSeconds !== undefined && elapsed() > opts.maxSeconds;
-        if (state.step % opts.logEvery === 0 || last || timeUp) {
+        const { lr, last, timeUp, logNow } = meter.step(tape, parts.loss, one, optimizer, state, o, warmFrom);
+        if (logNow) {
           const [loss, rec, kl] = await Promise.all([parts.loss, parts.reconstruction, parts.klWithoutConstant].map(async (v) => (await v.value.toArray())[0]));
-          await log({ stage: 'vae', step: state.step, loss, lr, seconds: elapsed(), imagesPerSecond: seen / (elapsed() - t0), reconstruction: rec, kl: kl - 0.5 });
-          t0 = elapsed();
-          seen = 0;
+          await log({ stage: 'vae', step: state.step, loss, lr, seconds: elapsed(), imagesPerSecond: meter.imagesPerSecond(), reconstruction: rec, kl: kl - 0.5 });
         }
         for (const v of [parts.loss, parts.reconstruction, parts.klWithoutConstant, parts.reconstructionImage]) v.dispose();
         if (last) {
@@ -342,8 +369,7 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
     const ac = alphasCumprod(configs.noise, 'float64');
     const T = ac.length;
     const one = Tensor.fromArray(gpu, [1], [1], { label: 'dloss' });
-    let t0 = elapsed();
-    let seen = 0;
+    const meter = new StepMeter(elapsed, opts);
     try {
       while (state.step < o.steps) {
         const rng = new StepRng(seed, 'diffusion', state.step);
@@ -365,17 +391,10 @@ export async function trainTeacher(gpu: Gpu, data: TeacherData, opts: TeacherTra
         };
         const tape = new Tape();
         const loss = tape.record(() => tidy(() => diffusionLoss(m, batch, ac)));
-        tape.backward(loss, one);
-        const lr = lrAt(o, state.step - warmFrom);
-        optimizer.update(lr);
-        state.step++;
-        seen += o.batch;
-        const last = state.step === o.steps;
-        const timeUp = opts.maxSeconds !== undefined && elapsed() > opts.maxSeconds;
-        if (state.step % opts.logEvery === 0 || last || timeUp) {
-          await log({ stage: 'diffusion', step: state.step, loss: (await loss.value.toArray())[0], lr, seconds: elapsed(), imagesPerSecond: seen / (elapsed() - t0) });
-          t0 = elapsed();
-          seen = 0;
+        const { lr, last, timeUp, logNow } = meter.step(tape, loss, one, optimizer, state, o, warmFrom);
+        if (logNow) {
+          const lossValue = (await loss.value.toArray())[0];
+          await log({ stage: 'diffusion', step: state.step, loss: lossValue, lr, seconds: elapsed(), imagesPerSecond: meter.imagesPerSecond() });
         }
         loss.dispose();
         if (last) state = { ...state, stage: 'done' };
